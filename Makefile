@@ -1,0 +1,31 @@
+# botwatch: `make run` starts the bot (and the sidecar in front of it); `make test` runs everything.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-services bench generate loadtest clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "need Python 3.11 (python3.11 or python3)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@scripts/run.sh
+
+test-services:
+	@scripts/ensure-services.sh
+
+test: $(STAMP) test-services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@scripts/ensure-services.sh bench
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

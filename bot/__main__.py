@@ -1,0 +1,60 @@
+"""`python -m bot`: run the service until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from bot import __version__
+from bot.app import create_app
+from bot.errors import ConfigError
+from bot.settings import Settings, load_settings
+from bot.telemetry.logs import configure_logging
+
+log = logging.getLogger("bot")
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until a stop signal, then drain in-flight requests (bounded) and release everything."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.bot_shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.bot_host, settings.bot_port, backlog=1024)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    port = runner.addresses[0][1] if runner.addresses else settings.bot_port
+    log.info("Server ready on port %d", port, extra={"server.port": port})
+    await stop.wait()
+    log.info("Stopping: draining in-flight requests for up to %gs", settings.bot_shutdown_timeout)
+    await runner.cleanup()
+    log.info("Stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        print(f"botwatch: {exc.message}", file=sys.stderr)
+        return 2
+    listener = configure_logging(
+        settings.otel_service_name, __version__, level=settings.bot_log_level, log_file=settings.bot_log_file
+    )
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings))
+    finally:
+        listener.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The composition root: the only place that chooses implementations and wires them together."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from bot import __version__
+from bot.backends.base import ModelBackend
+from bot.backends.builtin import BuiltinBackend
+from bot.backends.circuit import CircuitBreaker
+from bot.backends.openai_compat import OpenAICompatBackend
+from bot.conversation import Conversation
+from bot.health import Readiness
+from bot.http.middlewares import error_middleware, request_id_middleware, telemetry_middleware
+from bot.http.routes import setup_routes
+from bot.keys import (
+    access_log_key,
+    backend_key,
+    conversation_key,
+    http_client_key,
+    metrics_key,
+    readiness_key,
+    route_platforms_key,
+    sessions_key,
+    settings_key,
+    started_at_key,
+    tracer_key,
+)
+from bot.sessions.base import SessionStore
+from bot.sessions.memory import MemorySessionStore
+from bot.settings import Settings
+from bot.telemetry.metrics import BotMetrics
+from bot.telemetry.tracing import create_tracer_provider
+
+
+def create_app(
+    settings: Settings,
+    *,
+    backend: ModelBackend | None = None,
+    sessions: SessionStore | None = None,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
+    """Build the bot; tests pass their own backend, session store or metrics registry."""
+    middlewares = [request_id_middleware]
+    if settings.telemetry_enabled:
+        middlewares.append(telemetry_middleware)
+    middlewares.append(error_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.bot_max_body_bytes)
+    app[settings_key] = settings
+    app[metrics_key] = BotMetrics(registry, default_collectors=registry is None)
+    app[started_at_key] = time.monotonic()
+    app[route_platforms_key] = {}
+    app[readiness_key] = Readiness()
+    access_log = logging.getLogger("bot.access")
+    access_log.disabled = not settings.telemetry_enabled
+    app[access_log_key] = access_log
+
+    app.cleanup_ctx.append(_tracing)
+    app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(_session_store(sessions))
+    app.cleanup_ctx.append(_model_backend(backend))
+    app.cleanup_ctx.append(_conversation)
+    setup_routes(app)
+    return app
+
+
+async def _tracing(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    provider = create_tracer_provider(
+        settings.otel_service_name, __version__, settings.otel_exporter_otlp_endpoint, settings.otel_traces_sampler_arg
+    )
+    app[tracer_key] = provider.get_tracer("bot", __version__)
+    yield
+    # Flushes spans still buffered for export.
+    provider.shutdown()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=200, limit_per_host=100, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as client:
+        app[http_client_key] = client
+        yield
+
+
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _session_store(given: SessionStore | None) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[settings_key]
+        if given is not None:
+            app[sessions_key] = given
+            yield
+            return
+        if settings.redis_url is None:
+            memory = MemorySessionStore(settings.session_ttl_seconds, settings.session_max_entries)
+            app[metrics_key].sessions_active.set_function(lambda: len(memory))
+            app[sessions_key] = memory
+            yield
+            return
+        import redis.asyncio as aioredis
+
+        from bot.sessions.redis import RedisSessionStore
+
+        client = aioredis.Redis.from_url(
+            settings.redis_url.get_secret_value(), socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        store = RedisSessionStore(client, settings.session_ttl_seconds)
+        app[sessions_key] = store
+        app[readiness_key].add("redis", store.check)
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    return ctx
+
+
+def _model_backend(given: ModelBackend | None) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[settings_key]
+        backend: ModelBackend
+        if given is not None:
+            backend = given
+        elif settings.model_endpoint:
+            api_key = settings.model_api_key.get_secret_value() if settings.model_api_key else None
+            backend = OpenAICompatBackend(
+                app[http_client_key],
+                settings.model_endpoint,
+                api_key,
+                settings.model_name,
+                max_token_limit=settings.max_token_limit,
+                timeout=settings.model_timeout,
+                connect_timeout=settings.model_connect_timeout,
+                max_retries=settings.model_max_retries,
+                retry_max_delay=settings.model_retry_max_delay,
+                breaker=CircuitBreaker(settings.model_breaker_failures, settings.model_breaker_reset),
+            )
+            app[readiness_key].add("model", backend.check)
+        else:
+            backend = BuiltinBackend()
+        app[backend_key] = backend
+        yield
+
+    return ctx
+
+
+async def _conversation(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    app[conversation_key] = Conversation(
+        app[sessions_key],
+        app[backend_key],
+        app[metrics_key],
+        app[tracer_key],
+        max_turns=settings.session_max_turns,
+    )
+    yield

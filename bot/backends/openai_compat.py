@@ -1,0 +1,173 @@
+"""A backend for any endpoint that speaks the OpenAI chat-completions protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bot.backends.circuit import CircuitBreaker
+from bot.errors import BackendBadResponse, BackendError, BackendTimeout, BackendUnavailable
+from bot.messages import Completion, Turn
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap, tokenizer-free estimate: ~4 ASCII chars a token, one token per other char."""
+    ascii_chars = sum(1 for ch in text if ord(ch) < 128)
+    return (ascii_chars + 3) // 4 + (len(text) - ascii_chars) + 4
+
+
+def fit_history(turns: Sequence[Turn], budget: int) -> list[Turn]:
+    """Drop the oldest non-system turns until the estimate fits; the last turn always stays."""
+    kept = list(turns)
+    system = [t for t in kept if t.role == "system"]
+    rest = [t for t in kept if t.role != "system"]
+    used = sum(estimate_tokens(t.content) for t in kept)
+    while used > budget and len(rest) > 1:
+        used -= estimate_tokens(rest.pop(0).content)
+    return system + rest
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (now if now is not None else time.time()))
+
+
+class OpenAICompatBackend:
+    """Calls `<MODEL_ENDPOINT>/chat/completions` with retries and a circuit breaker."""
+
+    name = "openai_compat"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        endpoint: str,
+        api_key: str | None,
+        model: str,
+        *,
+        max_token_limit: int = 2048,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 2,
+        retry_max_delay: float = 8.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        base = endpoint.rstrip("/")
+        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
+        self.models_url = self.url.rsplit("/chat/completions", 1)[0] + "/models"
+        self._session = session
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self.model = model
+        self.max_token_limit = max_token_limit
+        # Leave at least half the window for the prompt; a quarter is plenty for chat replies.
+        self.max_reply_tokens = max(16, max_token_limit // 4)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self.max_retries = max_retries
+        self.retry_max_delay = retry_max_delay
+        self.breaker = breaker or CircuitBreaker(threshold=5, reset_after=30.0)
+
+    def build_payload(self, turns: Sequence[Turn]) -> dict[str, Any]:
+        history = fit_history(turns, self.max_token_limit - self.max_reply_tokens)
+        return {
+            "model": self.model,
+            "messages": [turn.to_dict() for turn in history],
+            "max_tokens": self.max_reply_tokens,
+        }
+
+    async def complete(self, turns: Sequence[Turn]) -> Completion:
+        if not self.breaker.allow():
+            raise BackendUnavailable("model circuit is open", retry_after=self.breaker.retry_after())
+        body = orjson.dumps(self.build_payload(turns))
+        attempt = 0
+        while True:
+            try:
+                completion = await self._call_once(body)
+            except BackendError as exc:
+                delay = self._retry_delay(exc, attempt)
+                if delay is None:
+                    self.breaker.record_failure()
+                    raise
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            self.breaker.record_success()
+            return completion
+
+    def _retry_delay(self, exc: BackendError, attempt: int) -> float | None:
+        """How long to wait before the next try, or None to give up."""
+        if not exc.retryable or attempt >= self.max_retries:
+            return None
+        backoff = random.uniform(0, min(self.retry_max_delay, 0.25 * 2**attempt))
+        if exc.retry_after is None:
+            return backoff
+        # A server asking for longer than we are willing to wait gets a clear 503 now.
+        return exc.retry_after if exc.retry_after <= self.retry_max_delay else None
+
+    async def _call_once(self, body: bytes) -> Completion:
+        try:
+            async with self._session.post(self.url, data=body, headers=self._headers, timeout=self._timeout) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise _status_error(resp.status, resp.headers.get("Retry-After"))
+        except asyncio.TimeoutError as exc:
+            raise BackendTimeout("model endpoint timed out", retryable=True) from exc
+        except aiohttp.ClientError as exc:
+            raise BackendUnavailable("model endpoint unreachable", retryable=True) from exc
+        return _parse_completion(raw)
+
+    async def check(self) -> None:
+        """The endpoint answers HTTP at all (any status below 500 counts)."""
+        try:
+            async with self._session.get(
+                self.models_url, headers=self._headers, timeout=aiohttp.ClientTimeout(total=2.0)
+            ) as resp:
+                if resp.status >= 500:
+                    raise BackendUnavailable(f"model endpoint answered HTTP {resp.status}")
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            raise BackendUnavailable("model endpoint unreachable") from exc
+
+
+def _status_error(status: int, retry_after_header: str | None) -> BackendError:
+    retry_after = parse_retry_after(retry_after_header)
+    retryable = status in RETRYABLE_STATUS
+    if status == 429:
+        return BackendUnavailable("model endpoint is rate limiting", retry_after, retryable=retryable)
+    if status in (502, 503, 504):
+        return BackendUnavailable(f"model endpoint answered HTTP {status}", retry_after, retryable=retryable)
+    return BackendBadResponse(f"model endpoint answered HTTP {status}", retryable=retryable)
+
+
+def _parse_completion(raw: bytes) -> Completion:
+    try:
+        data = orjson.loads(raw)
+        text = data["choices"][0]["message"]["content"]
+        usage = data.get("usage") or {}
+        if not isinstance(text, str):
+            raise TypeError("content is not a string")
+        return Completion(
+            text,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise BackendBadResponse("model endpoint sent an unreadable completion") from exc

@@ -1,0 +1,69 @@
+"""One conversational step: session in, model call, session out, with the model's telemetry."""
+
+from __future__ import annotations
+
+import time
+
+from opentelemetry.trace import SpanKind, Tracer
+
+from bot.backends.base import ModelBackend
+from bot.errors import BackendError
+from bot.messages import Completion, Turn
+from bot.sessions.base import SessionStore
+from bot.telemetry.metrics import BotMetrics
+from bot.telemetry.tracing import exemplar
+
+
+class Conversation:
+    """Answers a user's message in the context of their earlier turns."""
+
+    def __init__(
+        self,
+        sessions: SessionStore,
+        backend: ModelBackend,
+        metrics: BotMetrics,
+        tracer: Tracer,
+        *,
+        max_turns: int = 20,
+        system_prompt: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.backend = backend
+        self.metrics = metrics
+        self.tracer = tracer
+        # Kept as user+assistant pairs, so a trimmed history never starts with an orphan answer.
+        self.max_messages = max_turns * 2
+        self.system_prompt = system_prompt
+        name = backend.name
+        self._ok = metrics.model_requests.labels(name, "success")
+        self._duration = metrics.model_duration.labels(name)
+        self._prompt_tokens = metrics.model_tokens.labels(name, "prompt")
+        self._completion_tokens = metrics.model_tokens.labels(name, "completion")
+
+    async def respond(self, session_key: str, text: str) -> Completion:
+        """Answer `text`, remembering both sides under `session_key`."""
+        history = await self.sessions.load(session_key)
+        turns = list(history)
+        turns.append(Turn("user", text))
+        prompt = [Turn("system", self.system_prompt), *turns] if self.system_prompt else turns
+        completion = await self._complete(prompt)
+        turns.append(Turn("assistant", completion.text))
+        await self.sessions.save(session_key, turns[-self.max_messages :])
+        return completion
+
+    async def _complete(self, prompt: list[Turn]) -> Completion:
+        name = self.backend.name
+        started = time.perf_counter()
+        with self.tracer.start_as_current_span("model.complete", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("gen_ai.system", name)
+            try:
+                completion = await self.backend.complete(prompt)
+            except BackendError as exc:
+                self.metrics.model_requests.labels(name, exc.code).inc()
+                self._duration.observe(time.perf_counter() - started)
+                raise
+            self._duration.observe(time.perf_counter() - started, exemplar())
+            self._ok.inc()
+            self._prompt_tokens.inc(completion.prompt_tokens)
+            self._completion_tokens.inc(completion.completion_tokens)
+            return completion

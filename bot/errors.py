@@ -1,0 +1,167 @@
+"""The bot's exceptions, each carrying the HTTP status and stable code it maps to.
+
+    BotError
+    ├── ConfigError                 (start-up only; never reaches HTTP)
+    ├── RequestInvalid         400  bad_request
+    │   ├── PayloadInvalid     400  invalid_payload
+    │   ├── MessageTooLong     400  message_too_long
+    │   └── WebhookRejected    4xx  <reason>          (platform callbacks)
+    ├── Unauthorized           401  unauthorized
+    ├── NotFound               404  not_found
+    ├── MethodNotAllowed       405  method_not_allowed
+    ├── PayloadTooLarge        413  payload_too_large
+    ├── UnsupportedMediaType   415  unsupported_media_type
+    ├── RateLimited            429  rate_limited
+    └── BackendError           5xx  (the model)
+        ├── BackendBadResponse 502  model_bad_response
+        ├── BackendUnavailable 503  model_unavailable
+        └── BackendTimeout     504  model_timeout
+    DependencyUnavailable      503  dependency_unavailable (Redis, queue)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+_SECRET_HINTS = ("key", "secret", "token", "password", "redis_url")
+
+
+class BotError(Exception):
+    """Root of every error the bot raises on purpose."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.code.replace("_", " "))
+        self.message = message or self.code.replace("_", " ")
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class ConfigError(BotError):
+    code = "config_error"
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> ConfigError:
+        """Name each bad setting; echo its value only when it cannot be a secret."""
+        parts = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "?"
+            shown = "" if any(h in name.lower() for h in _SECRET_HINTS) else f" (got {error.get('input')!r})"
+            parts.append(f"{name}: {error['msg']}{shown}")
+        return cls("invalid settings: " + "; ".join(parts))
+
+
+class RequestInvalid(BotError):
+    status = 400
+    code = "bad_request"
+
+
+class PayloadInvalid(RequestInvalid):
+    code = "invalid_payload"
+
+
+class MessageTooLong(RequestInvalid):
+    code = "message_too_long"
+
+
+class WebhookRejected(RequestInvalid):
+    """A platform callback that failed verification or decoding; `reason` is a metric label."""
+
+    code = "webhook_rejected"
+
+    def __init__(self, reason: str, message: str | None = None, status: int = 400) -> None:
+        super().__init__(message or reason.replace("_", " "))
+        self.reason = reason
+        self.status_override = status
+
+
+class Unauthorized(BotError):
+    status = 401
+    code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="botwatch"'}
+
+
+class NotFound(BotError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(BotError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str | None = None, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)} if self.allowed else {}
+
+
+class PayloadTooLarge(BotError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(BotError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class RateLimited(BotError):
+    status = 429
+    code = "rate_limited"
+
+
+class BackendError(BotError):
+    status = 502
+    code = "model_error"
+
+    def __init__(
+        self, message: str | None = None, retry_after: float | None = None, *, retryable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.retryable = retryable
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class BackendBadResponse(BackendError):
+    status = 502
+    code = "model_bad_response"
+
+
+class BackendUnavailable(BackendError):
+    status = 503
+    code = "model_unavailable"
+
+
+class BackendTimeout(BackendError):
+    status = 504
+    code = "model_timeout"
+
+
+class DependencyUnavailable(BotError):
+    status = 503
+    code = "dependency_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
+def status_of(error: BotError) -> int:
+    """The HTTP status for an error, honouring a per-instance override."""
+    override = getattr(error, "status_override", None)
+    return override if isinstance(override, int) else error.status

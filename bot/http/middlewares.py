@@ -1,0 +1,135 @@
+"""Request middlewares: request ids, telemetry (outermost), and the one place errors become JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from bot.errors import BotError, WebhookRejected, status_of
+from bot.http.responses import error_response
+from bot.keys import access_log_key, metrics_key, request_id_key, route_platforms_key, tracer_key
+from bot.telemetry.tracing import exemplar, extract_context
+
+log = logging.getLogger("bot.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# aiohttp's own HTTP errors, named like ours so clients see one vocabulary.
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 408: "request_timeout", 411: "length_required",
+    413: "payload_too_large", 414: "uri_too_long", 415: "unsupported_media_type",
+    431: "headers_too_large",
+}
+
+
+def route_of(request: web.Request) -> tuple[str, str]:
+    """The (platform, route template) labels for a request; never the raw path."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "system", "unmatched"
+    canonical = resource.canonical
+    return request.app[route_platforms_key].get(canonical, "system"), canonical
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Keep a sane incoming X-Request-ID or mint one, and echo it on every response."""
+    incoming = request.headers.get("X-Request-ID")
+    request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[request_id_key] = request_id
+    response = await handler(request)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+@web.middleware
+async def telemetry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One server span, the RED metrics and one ECS access-log line per request."""
+    app = request.app
+    metrics = app[metrics_key]
+    platform, route = route_of(request)
+    started = time.perf_counter()
+    span = app[tracer_key].start_span(
+        f"{request.method} {route}", context=extract_context(request.headers), kind=SpanKind.SERVER
+    )
+    token = otel_context.attach(trace.set_span_in_context(span))
+    metrics.in_flight.inc()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        # The client went away; nginx's convention makes it visible without calling it a server error.
+        status = 499
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        metrics.in_flight.dec()
+        metrics.requests.labels(platform, route, request.method, str(status)).inc()
+        metrics.request_duration.labels(platform, route).observe(elapsed, exemplar())
+        if span.is_recording():
+            span.set_attribute("http.route", route)
+            span.set_attribute("http.response.status_code", status)
+        access_log = app[access_log_key]
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                f"{request.method} {request.path} {status}",
+                extra={
+                    "http.request.method": request.method,
+                    "http.request.id": request.get(request_id_key),
+                    "url.path": request.path,
+                    "http.response.status_code": status,
+                    "event.duration": int(elapsed * 1e9),
+                    "client.ip": request.remote,
+                    "labels.platform": platform,
+                    "labels.route": route,
+                },
+            )
+        span.end()
+        otel_context.detach(token)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into `{"error": {...}}` JSON with the right status; never leak a traceback."""
+    try:
+        return await handler(request)
+    except BotError as exc:
+        return _render(request, exc.code, exc.message, status_of(exc), exc.headers(), exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        return _render(request, code, exc.reason.lower(), exc.status, headers, None)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, route_of(request)[1])
+        return _render(request, "internal_error", "internal error", 500, {}, None)
+
+
+def _render(
+    request: web.Request, code: str, message: str, status: int, headers: dict[str, str], exc: BotError | None
+) -> web.Response:
+    metrics = request.app[metrics_key]
+    metrics.errors.labels(code).inc()
+    if isinstance(exc, WebhookRejected):
+        platform = route_of(request)[0]
+        metrics.webhook_rejected.labels(platform, exc.reason).inc()
+        log.warning(
+            "webhook rejected: %s", exc.reason,
+            extra={"labels.platform": platform, "labels.reason": exc.reason, "client.ip": request.remote},
+        )
+    elif status >= 500:
+        log.error("request failed: %s", code, extra={"error.code": code})
+    return error_response(code, message, status, headers, request.get(request_id_key))

@@ -1,0 +1,30 @@
+"""Typed keys for everything the aiohttp application holds."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import web
+from opentelemetry.trace import Tracer
+
+from bot.backends.base import ModelBackend
+from bot.conversation import Conversation
+from bot.health import Readiness
+from bot.sessions.base import SessionStore
+from bot.settings import Settings
+from bot.telemetry.metrics import BotMetrics
+
+settings_key = web.AppKey("settings", Settings)
+metrics_key = web.AppKey("metrics", BotMetrics)
+tracer_key = web.AppKey("tracer", Tracer)
+http_client_key = web.AppKey("http_client", aiohttp.ClientSession)
+sessions_key = web.AppKey("sessions", SessionStore)
+backend_key = web.AppKey("backend", ModelBackend)
+conversation_key = web.AppKey("conversation", Conversation)
+readiness_key = web.AppKey("readiness", Readiness)
+started_at_key = web.AppKey("started_at", float)
+route_platforms_key = web.AppKey("route_platforms", dict)
+access_log_key = web.AppKey("access_log", logging.Logger)
+
+request_id_key = web.RequestKey("request_id", str)

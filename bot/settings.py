@@ -1,0 +1,100 @@
+"""The bot's settings: read once from the environment into one frozen object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+
+def split_csv(value: object) -> object:
+    """Accept a comma-separated string where a list is expected."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads from its environment, validated at start-up."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    bot_host: str = "127.0.0.1"
+    bot_port: int = Field(18789, ge=0, le=65535)
+    bot_api_key: tuple[SecretStr, ...] = ()
+    bot_log_file: str | None = None
+    bot_log_level: str = "INFO"
+    bot_max_message_chars: int = Field(4000, ge=1)
+    bot_max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    bot_shutdown_timeout: float = Field(10.0, ge=0)
+    bot_data_dir: str = "var"
+
+    telemetry_enabled: bool = True
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "botwatch-bot"
+    otel_traces_sampler_arg: float = Field(0.01, ge=0.0, le=1.0)
+
+    model_endpoint: str | None = None
+    model_api_key: SecretStr | None = None
+    model_name: str = "gpt-4o-mini"
+    max_token_limit: int = Field(2048, ge=16)
+    model_timeout: float = Field(30.0, gt=0)
+    model_connect_timeout: float = Field(5.0, gt=0)
+    model_max_retries: int = Field(2, ge=0, le=10)
+    model_retry_max_delay: float = Field(8.0, ge=0)
+    model_breaker_failures: int = Field(5, ge=1)
+    model_breaker_reset: float = Field(30.0, gt=0)
+
+    redis_url: SecretStr | None = None
+    session_ttl_seconds: int = Field(1800, ge=1)
+    session_max_entries: int = Field(10000, ge=1)
+    session_max_turns: int = Field(20, ge=1)
+
+    @field_validator("bot_api_key", mode="before")
+    @classmethod
+    def _keys_from_csv(cls, value: object) -> object:
+        return split_csv(value)
+
+    @field_validator("model_endpoint", "otel_exporter_otlp_endpoint", "bot_log_file", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("model_api_key", "redis_url", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment arrives as an argument to load_settings, so tests never touch os.environ.
+        return (init_settings,)
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        return tuple(key.get_secret_value() for key in self.bot_api_key)
+
+
+def environ_subset(environ: Mapping[str, str], fields: Mapping[str, Any]) -> dict[str, str]:
+    """Pick the variables that name a field, matching case-insensitively."""
+    wanted = {name.lower() for name in fields}
+    return {key.lower(): value for key, value in environ.items() if key.lower() in wanted}
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build the settings from an environment, failing with the offending key named."""
+    try:
+        return Settings(**environ_subset(environ, Settings.model_fields))
+    except ValidationError as exc:
+        raise ConfigError.from_validation(exc) from None
