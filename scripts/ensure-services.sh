@@ -7,7 +7,7 @@ want=(redis-server:redis-server prometheus:prometheus promtool:prometheus
       prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager
       nginx:nginx-light docker-compose:docker-compose)
 if [[ "${1:-}" == "bench" ]]; then
-    want+=(wrk:wrk nginx:nginx-light)
+    want+=(wrk:wrk nginx:nginx-light time:time)
 fi
 
 missing=()
