@@ -13,15 +13,17 @@ from aiohttp import web
 from bot import __version__
 from bot.app import create_app
 from bot.errors import ConfigError
+from bot.platforms.base import EnabledPlatform
+from bot.platforms.registry import load_platforms
 from bot.settings import Settings, load_settings
 from bot.telemetry.logs import configure_logging
 
 log = logging.getLogger("bot")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, platforms: dict[str, EnabledPlatform]) -> None:
     """Serve until a stop signal, then drain in-flight requests (bounded) and release everything."""
-    app = create_app(settings)
+    app = create_app(settings, platforms=platforms)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.bot_shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, settings.bot_host, settings.bot_port, backlog=1024)
@@ -32,6 +34,8 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     port = runner.addresses[0][1] if runner.addresses else settings.bot_port
     log.info("Server ready on port %d", port, extra={"server.port": port})
+    if platforms:
+        log.info("Platforms on: %s", ", ".join(sorted(platforms)))
     await stop.wait()
     log.info("Stopping: draining in-flight requests for up to %gs", settings.bot_shutdown_timeout)
     await runner.cleanup()
@@ -41,6 +45,7 @@ async def serve(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(os.environ)
+        platforms = load_platforms(os.environ)
     except ConfigError as exc:
         print(f"botwatch: {exc.message}", file=sys.stderr)
         return 2
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
 
-        uvloop.run(serve(settings))
+        uvloop.run(serve(settings, platforms))
     finally:
         listener.stop()
     return 0

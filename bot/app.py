@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -16,11 +18,21 @@ from bot.backends.builtin import BuiltinBackend
 from bot.backends.circuit import CircuitBreaker
 from bot.backends.openai_compat import OpenAICompatBackend
 from bot.conversation import Conversation
+from bot.delivery.base import InboundQueue
+from bot.delivery.retry import RetryPolicy
+from bot.delivery.sqlite import SQLiteQueue
+from bot.delivery.worker import DeliveryWorkers
 from bot.health import Readiness
 from bot.http.middlewares import error_middleware, request_id_middleware, telemetry_middleware
 from bot.http.routes import setup_routes
+from bot.http.webhooks import setup_webhook_routes
+from bot.intake import Intake
 from bot.keys import (
     access_log_key,
+    adapters_key,
+    intake_key,
+    queue_key,
+    workers_key,
     backend_key,
     conversation_key,
     http_client_key,
@@ -32,6 +44,8 @@ from bot.keys import (
     started_at_key,
     tracer_key,
 )
+from bot.messages import InboundMessage
+from bot.platforms.base import EnabledPlatform, PlatformAdapter, PlatformDeps
 from bot.sessions.base import SessionStore
 from bot.sessions.memory import MemorySessionStore
 from bot.settings import Settings
@@ -42,11 +56,14 @@ from bot.telemetry.tracing import create_tracer_provider
 def create_app(
     settings: Settings,
     *,
+    platforms: Mapping[str, EnabledPlatform] | None = None,
     backend: ModelBackend | None = None,
     sessions: SessionStore | None = None,
+    queue: InboundQueue | None = None,
     registry: CollectorRegistry | None = None,
 ) -> web.Application:
-    """Build the bot; tests pass their own backend, session store or metrics registry."""
+    """Build the bot; tests pass their own platforms, backend, stores or metrics registry."""
+    platforms = dict(platforms or {})
     middlewares = [request_id_middleware]
     if settings.telemetry_enabled:
         middlewares.append(telemetry_middleware)
@@ -66,7 +83,10 @@ def create_app(
     app.cleanup_ctx.append(_session_store(sessions))
     app.cleanup_ctx.append(_model_backend(backend))
     app.cleanup_ctx.append(_conversation)
+    app.cleanup_ctx.append(_inbound_queue(queue))
+    app.cleanup_ctx.append(_platforms(platforms))
     setup_routes(app)
+    setup_webhook_routes(app, platforms)
     return app
 
 
@@ -161,3 +181,65 @@ async def _conversation(app: web.Application) -> AsyncIterator[None]:
         max_turns=settings.session_max_turns,
     )
     yield
+
+
+def _inbound_queue(given: InboundQueue | None) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[settings_key]
+        if given is not None:
+            queue = given
+        else:
+            sqlite_queue = SQLiteQueue(Path(settings.bot_data_dir) / "queue.sqlite3", settings.dedup_ttl_seconds)
+            await sqlite_queue.open()
+            queue = sqlite_queue
+        app[queue_key] = queue
+        app[readiness_key].add("queue", queue.check)
+        try:
+            yield
+        finally:
+            await queue.close()
+
+    return ctx
+
+
+def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
+    """Create each enabled adapter, then the intake and the delivery workers that use them."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[settings_key]
+        async def submit(platform: str, messages: Sequence[InboundMessage]) -> int:
+            return await app[intake_key].submit(platform, messages)
+
+        deps = PlatformDeps(
+            http=app[http_client_key], max_skew_seconds=settings.signature_max_skew_seconds, clock=time.time,
+            submit=submit,
+        )
+        adapters: dict[str, PlatformAdapter] = {}
+        for name, enabled in platforms.items():
+            created = enabled.plugin.create(enabled.settings, deps)
+            adapters[name] = await created if inspect.isawaitable(created) else created
+        app[adapters_key] = adapters
+        workers = DeliveryWorkers(
+            app[queue_key], adapters, app[conversation_key], app[metrics_key], app[tracer_key],
+            policy=RetryPolicy(
+                settings.delivery_max_attempts, settings.delivery_backoff_base, settings.delivery_backoff_max
+            ),
+            concurrency=settings.bot_workers,
+        )
+        app[workers_key] = workers
+        app[intake_key] = Intake(app[queue_key], app[metrics_key], workers.notify)
+        workers.start()
+        for adapter in adapters.values():
+            start = getattr(adapter, "start", None)
+            if start is not None:
+                await start()
+        try:
+            yield
+        finally:
+            await workers.stop(settings.bot_shutdown_timeout)
+            for adapter in adapters.values():
+                close = getattr(adapter, "close", None)
+                if close is not None:
+                    await close()
+
+    return ctx

@@ -47,11 +47,11 @@ class ConfigError(BotError):
     code = "config_error"
 
     @classmethod
-    def from_validation(cls, exc: ValidationError) -> ConfigError:
+    def from_validation(cls, exc: ValidationError, prefix: str = "") -> ConfigError:
         """Name each bad setting; echo its value only when it cannot be a secret."""
         parts = []
         for error in exc.errors():
-            name = str(error["loc"][0]).upper() if error["loc"] else "?"
+            name = prefix + (str(error["loc"][0]).upper() if error["loc"] else "?")
             shown = "" if any(h in name.lower() for h in _SECRET_HINTS) else f" (got {error.get('input')!r})"
             parts.append(f"{name}: {error['msg']}{shown}")
         return cls("invalid settings: " + "; ".join(parts))

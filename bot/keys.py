@@ -10,7 +10,11 @@ from opentelemetry.trace import Tracer
 
 from bot.backends.base import ModelBackend
 from bot.conversation import Conversation
+from bot.delivery.base import InboundQueue
+from bot.delivery.worker import DeliveryWorkers
 from bot.health import Readiness
+from bot.intake import Intake
+from bot.platforms.base import PlatformAdapter
 from bot.sessions.base import SessionStore
 from bot.settings import Settings
 from bot.telemetry.metrics import BotMetrics
@@ -26,5 +30,9 @@ readiness_key = web.AppKey("readiness", Readiness)
 started_at_key = web.AppKey("started_at", float)
 route_platforms_key = web.AppKey("route_platforms", dict)
 access_log_key = web.AppKey("access_log", logging.Logger)
+queue_key = web.AppKey("queue", InboundQueue)
+adapters_key = web.AppKey("adapters", dict[str, PlatformAdapter])
+intake_key = web.AppKey("intake", Intake)
+workers_key = web.AppKey("workers", DeliveryWorkers)
 
 request_id_key = web.RequestKey("request_id", str)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -49,12 +49,20 @@ class Settings(BaseSettings):
     model_breaker_failures: int = Field(5, ge=1)
     model_breaker_reset: float = Field(30.0, gt=0)
 
+    bot_trusted_proxies: tuple[IPvAnyNetwork, ...] = ("127.0.0.1/32", "::1/128")  # type: ignore[assignment]
+    signature_max_skew_seconds: int = Field(300, ge=1)
+    dedup_ttl_seconds: int = Field(86400, ge=60)
+    bot_workers: int = Field(8, ge=1, le=256)
+    delivery_max_attempts: int = Field(6, ge=1, le=50)
+    delivery_backoff_base: float = Field(1.0, gt=0)
+    delivery_backoff_max: float = Field(300.0, gt=0)
+
     redis_url: SecretStr | None = None
     session_ttl_seconds: int = Field(1800, ge=1)
     session_max_entries: int = Field(10000, ge=1)
     session_max_turns: int = Field(20, ge=1)
 
-    @field_validator("bot_api_key", mode="before")
+    @field_validator("bot_api_key", "bot_trusted_proxies", mode="before")
     @classmethod
     def _keys_from_csv(cls, value: object) -> object:
         return split_csv(value)

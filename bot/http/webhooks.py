@@ -1,0 +1,75 @@
+"""aiohttp glue for platform callbacks: build a WebhookRequest, run the intake, time the ACK."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Sequence
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from multidict import CIMultiDict
+
+from bot.errors import WebhookRejected
+from bot.keys import adapters_key, intake_key, metrics_key, route_platforms_key, settings_key
+from bot.platforms.base import EnabledPlatform, WebhookRequest
+
+
+def client_ip(request: web.Request, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """The caller's address: X-Forwarded-For is believed only when the peer is a trusted proxy."""
+    remote = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For")
+    if not forwarded or not _in(remote, trusted):
+        return remote
+    # Walk from the right: the first address not a trusted proxy is the real client.
+    for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+        if not _in(hop, trusted):
+            return hop
+    return remote
+
+
+def _in(address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def make_handler(name: str, enabled: EnabledPlatform) -> Handler:
+    allowed_ips = enabled.settings.allowed_ips
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        app = request.app
+        settings = app[settings_key]
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise WebhookRejected("too_large", "body too large", status=413) from None
+        webhook_request = WebhookRequest(
+            method=request.method,
+            path=request.path,
+            query_string=request.query_string,
+            query={k: v for k, v in request.query.items()},
+            headers=CIMultiDict(request.headers),
+            body=body,
+            remote=client_ip(request, settings.bot_trusted_proxies),
+            received_at=time.time(),
+        )
+        result = await app[intake_key].receive(app[adapters_key][name], webhook_request, allowed_ips)
+        response = web.Response(status=result.status, body=result.body, headers=dict(result.headers))
+        if result.body or result.content_type != "application/json":
+            response.content_type = result.content_type
+        app[metrics_key].ack_duration.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    return handle
+
+
+def setup_webhook_routes(app: web.Application, platforms: dict[str, EnabledPlatform]) -> None:
+    for name, enabled in platforms.items():
+        handler = make_handler(name, enabled)
+        for route in enabled.plugin.routes:
+            resource = app.router.add_route(route.method, route.path, handler)
+            app[route_platforms_key][resource.resource.canonical] = name

@@ -1,0 +1,184 @@
+"""The contract every platform plugin fulfils, and the neutral values it exchanges with the core.
+
+A platform is one package under `bot/platforms/<name>/` (settings.py, crypto.py, adapter.py,
+api.py) exposing `plugin = PlatformPlugin(...)`, registered under the `botwatch.platforms`
+entry-point group. The core never imports a platform by name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from bot.errors import ConfigError
+from bot.messages import InboundMessage, Reply
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """An incoming callback as the adapter sees it: no framework types, the body as exact bytes."""
+
+    method: str
+    path: str
+    query_string: str  # raw, undecoded: some platforms (WeCom) need '+' kept as '+'
+    query: Mapping[str, str]  # decoded the usual way
+    headers: Mapping[str, str]  # case-insensitive
+    body: bytes
+    remote: str
+    received_at: float  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResponse:
+    """What the platform must get back, in its own expected form."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The outcome of decoding one callback.
+
+    kind: "challenge" (URL verification: answer `response`, nothing to process),
+          "message" (`messages` to answer), "ignore" (a valid event we do not answer).
+    """
+
+    kind: Literal["challenge", "message", "ignore"]
+    messages: Sequence[InboundMessage] = ()
+    response: WebhookResponse | None = None
+    # Extra per-callback context the adapter wants back in ack() (e.g. WeCom's nonce).
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+class DeliveryFailed(Exception):
+    """Sending a reply failed. `retryable` asks the worker to try again (after `retry_after` s if given)."""
+
+    def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@runtime_checkable
+class PlatformAdapter(Protocol):
+    """One chat platform: verify and decode its callbacks, acknowledge them, format and send replies."""
+
+    name: str
+    routes: Sequence[Route]
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Check signature, token and timestamp window; raise WebhookRejected(reason, status=401/403).
+
+        Must run in constant time with respect to secrets, and never put a secret in the message.
+        """
+        ...
+
+    def decode(self, request: WebhookRequest) -> Decoded:
+        """Decrypt and parse a verified callback; raise WebhookRejected('decrypt_failed'|'malformed'|'bad_token')."""
+        ...
+
+    def ack(self, request: WebhookRequest, decoded: Decoded) -> WebhookResponse:
+        """The acknowledgement the platform expects once the messages are durably queued."""
+        ...
+
+    def format(self, reply: Reply) -> dict[str, Any]:
+        """The platform's JSON payload for a reply (pure: no I/O)."""
+        ...
+
+    async def send(self, reply: Reply) -> None:
+        """Deliver a reply through the platform's API; raise DeliveryFailed on failure.
+
+        Must be safe to call again for the same reply after a crash: pass the platform's
+        idempotency key where it has one, derived from `reply.inbound.message_id`.
+        """
+        ...
+
+    # Optional: `async def start(self) -> None` (called once the app is up, e.g. to open a
+    # platform WebSocket) and `async def close(self) -> None` (called at shutdown).
+
+
+@dataclass(frozen=True)
+class EnabledPlatform:
+    """A configured platform: its plugin and its validated settings block."""
+
+    plugin: PlatformPlugin
+    settings: PlatformSettings
+
+
+@dataclass(frozen=True)
+class PlatformDeps:
+    """What the core lends every adapter."""
+
+    http: aiohttp.ClientSession
+    max_skew_seconds: int
+    clock: Callable[[], float]
+    # Queue messages that arrive outside an HTTP callback (a platform's own WebSocket):
+    # de-duplicated and durable exactly like webhook messages. Returns how many were new.
+    submit: Callable[[str, Sequence[InboundMessage]], Awaitable[int]]
+
+
+class PlatformSettings(BaseModel):
+    """Settings shared by every platform; each platform subclasses this with its own fields."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    allowed_ips: tuple[IPNetwork, ...] = ()
+
+    @field_validator("allowed_ips", mode="before")
+    @classmethod
+    def _parse_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+        return value
+
+    def __repr__(self) -> str:
+        # Platform blocks hold secrets; show only which fields are set.
+        shown = ", ".join(f"{name}=***" for name, value in self if value not in (None, "", ()))
+        return f"{type(self).__name__}({shown})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class PlatformPlugin:
+    """A platform's registration: its env prefix, settings type, required fields and factory."""
+
+    name: str
+    env_prefix: str  # e.g. "FEISHU_"
+    settings_type: type[PlatformSettings]
+    required: tuple[str, ...]  # fields without which the platform is off
+    routes: tuple[Route, ...]  # registered only when the platform is on
+    create: Callable[[Any, PlatformDeps], PlatformAdapter | Awaitable[PlatformAdapter]]
+
+    def load_settings(self, environ: Mapping[str, str]) -> PlatformSettings | None:
+        """The platform's typed block, None when it is off; a partial configuration fails naming what is missing."""
+        prefix = self.env_prefix.upper()
+        values = {key[len(prefix):].lower(): value for key, value in environ.items()
+                  if key.upper().startswith(prefix) and value != ""}
+        present = [name for name in self.required if name in values]
+        if not present:
+            return None
+        missing = [prefix + name.upper() for name in self.required if name not in values]
+        if missing:
+            raise ConfigError(f"{self.name} is partly configured; missing: {', '.join(missing)}")
+        try:
+            return self.settings_type(**values)
+        except ValidationError as exc:
+            raise ConfigError.from_validation(exc, prefix=prefix) from None
