@@ -43,6 +43,11 @@ async def serve(settings: Settings, platforms: dict[str, EnabledPlatform]) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "dlq":
+        from bot.dlq import main as dlq_main
+
+        return dlq_main(args[1:])
     try:
         settings = load_settings(os.environ)
         platforms = load_platforms(os.environ)
