@@ -23,6 +23,10 @@ test-services:
 test: $(STAMP) test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Rules, dashboards and thresholds derived from slo.yaml; the generated files are committed.
+generate: $(STAMP)
+	$(PY) -m monitoring.generate
+
 bench: $(STAMP)
 	@scripts/ensure-services.sh bench
 	$(PY) -m bench

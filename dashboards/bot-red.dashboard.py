@@ -1,0 +1,126 @@
+"""Bot RED: is the bot answering, how fast, how often wrongly, and is each platform inside its ACK deadline?"""
+
+from monitoring.panels import (
+    RATE, dashboard, quantile, ratio_or_zero, selector, stat, steps, target, targets, timeseries,
+)
+from monitoring.rules import number
+from monitoring.slo import load_slo
+
+slo = load_slo()
+latency_target = slo.latency.threshold_seconds
+requests = selector("bot_requests_total")
+requests_5xx = selector("bot_requests_total", 'status=~"5.."')
+duration = selector("bot_request_duration_seconds_bucket")
+inst = 'instance=~"$instance"'
+
+dashboard = dashboard(
+    uid="botwatch-bot-red",
+    title="botwatch / Bot RED",
+    description="Rate, errors and duration of the bot, per platform; ACK latency against each platform's deadline.",
+    panels=[
+        stat(
+            "Requests per second", f"All platforms; the load-test floor is {number(slo.throughput.min_rps)} QPS.",
+            [target(f"sum(rate({requests}[{RATE}]))", "QPS")], unit="reqps",
+            thresholds=steps("orange", (slo.throughput.min_rps, "green")),
+        ),
+        stat(
+            "Error ratio (5xx)", f"Share of 5xx answers; the target is under {number(slo.error_rate.max_ratio * 100)} %.",
+            [target(f"(sum(rate({requests_5xx}[{RATE}])) or vector(0)) / sum(rate({requests}[{RATE}]))", "5xx")],
+            unit="percentunit", thresholds=steps("green", (slo.error_rate.max_ratio, "red")),
+        ),
+        stat(
+            "P99 latency", f"Target: under {number(latency_target)} s.",
+            [target(quantile(0.99, duration), "p99", exemplar=True)], unit="s",
+            thresholds=steps("green", (latency_target, "red")),
+        ),
+        stat("In flight", "Requests being handled right now.",
+             [target(f'sum(bot_requests_in_flight{{instance=~"$instance"}})', "in flight")]),
+        timeseries(
+            "QPS by platform", "The guides' query, filtered by the variables above.",
+            [target(f"sum by (platform) (rate({requests}[{RATE}]))", "{{platform}}")], unit="reqps",
+            thresholds=steps("transparent", (slo.throughput.min_rps, "green")),
+        ),
+        timeseries(
+            "Responses by status", "Per status code; 4xx are the callers' mistakes, 5xx are ours.",
+            [target(f"sum by (status) (rate({requests}[{RATE}]))", "{{status}}")], unit="reqps",
+        ),
+        timeseries(
+            "Error ratio by platform", "5xx share per platform.",
+            [target(ratio_or_zero(f"rate({requests_5xx}[{RATE}])", f"rate({requests}[{RATE}])", "platform"),
+                    "{{platform}}")],
+            unit="percentunit", thresholds=steps("transparent", (slo.error_rate.max_ratio, "red")),
+        ),
+        timeseries(
+            "Latency p50 / p95 / p99", "Exemplars link a slow request to its trace id.",
+            targets(
+                (quantile(0.5, duration), "p50"), (quantile(0.95, duration), "p95"), (quantile(0.99, duration), "p99"),
+                exemplar=True,
+            ),
+            unit="s", thresholds=steps("transparent", (latency_target, "red")),
+        ),
+        timeseries(
+            "P99 latency by route", "Which route is slow.",
+            [target(quantile(0.99, duration, "platform, route"), "{{platform}} {{route}}", exemplar=True)], unit="s",
+            thresholds=steps("transparent", (latency_target, "red")),
+        ),
+        timeseries(
+            "ACK latency P99 against the platform's deadline",
+            f"Solid: ACK P99 per platform. Dashed: each platform's deadline; the alert fires at "
+            f"{number(slo.ack_warning_ratio * 100)} % of it.",
+            targets(
+                (quantile(0.99, selector("bot_ack_duration_seconds_bucket"), "platform"), "{{platform}} ack p99"),
+                ('botwatch:ack_deadline_seconds{platform=~"$platform"}', "{{platform}} deadline"),
+            ),
+            unit="s",
+        ),
+        timeseries(
+            "Webhook rejections by reason", "Bad signatures, stale timestamps, wrong tokens, denied IPs, bad bodies.",
+            [target(f"sum by (platform, reason) (rate({selector('bot_webhook_rejected_total')}[{RATE}]))",
+                    "{{platform}} {{reason}}")],
+            unit="reqps",
+        ),
+        timeseries(
+            "Duplicate callbacks", "Platform re-deliveries recognised and acknowledged without a second answer.",
+            [target(f"sum by (platform) (rate({selector('bot_duplicates_total')}[{RATE}]))", "{{platform}}")],
+            unit="reqps",
+        ),
+        timeseries(
+            "Reply time P99", "From callback received to reply delivered on the platform.",
+            [target(quantile(0.99, selector("bot_reply_duration_seconds_bucket"), "platform"), "{{platform}}")],
+            unit="s",
+        ),
+        timeseries(
+            "Model latency", "Model calls, retries included.",
+            targets(
+                (quantile(0.5, f"bot_model_duration_seconds_bucket{{{inst}}}", "backend"), "{{backend}} p50"),
+                (quantile(0.99, f"bot_model_duration_seconds_bucket{{{inst}}}", "backend"), "{{backend}} p99"),
+                exemplar=True,
+            ),
+            unit="s", thresholds=steps("transparent", (latency_target, "red")),
+        ),
+        timeseries(
+            "Model calls by outcome", "success, or the error code the caller saw.",
+            [target(f"sum by (backend, outcome) (rate(bot_model_requests_total{{{inst}}}[{RATE}]))",
+                    "{{backend}} {{outcome}}")],
+            unit="reqps",
+        ),
+        timeseries(
+            "Model tokens", "Tokens per second by kind.",
+            [target(f"sum by (backend, kind) (rate(bot_model_tokens_total{{{inst}}}[{RATE}]))",
+                    "{{backend}} {{kind}}")],
+        ),
+        timeseries(
+            "Queue depth", "Messages accepted and waiting for a worker, and replies waiting to be delivered.",
+            [target(f"sum by (queue) (bot_queue_depth{{{inst}}})", "{{queue}}")],
+        ),
+        timeseries(
+            "Delivery attempts and dead letters", "Replies sent by outcome; dead letters need an operator.",
+            targets(
+                (f"sum by (platform, outcome) (rate({selector('bot_delivery_attempts_total')}[{RATE}]))",
+                 "{{platform}} {{outcome}}"),
+                (f"sum by (platform) (increase({selector('bot_dead_letters_total')}[{RATE}]))",
+                 "{{platform}} dead letters"),
+            ),
+        ),
+    ],
+)

@@ -1,0 +1,1 @@
+"""Monitoring as code: slo.yaml turned into Prometheus rules, Grafana dashboards and ELK set-up."""
