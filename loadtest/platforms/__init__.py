@@ -1,0 +1,1 @@
+"""Genuinely signed (and where the platform does it, encrypted) callbacks for each platform."""

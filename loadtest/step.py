@@ -1,0 +1,92 @@
+"""The stepped run read back: each step's rate, exact percentile and error ratio, the knee, and its chart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtest.record import RunRecord
+from loadtest.slo import Gates
+
+
+@dataclass(frozen=True)
+class StepResult:
+    offered_rps: float
+    achieved_rps: float
+    percentile_ms: float
+    error_ratio: float
+    held: bool  # both the latency and the error gate held during this step
+
+
+def analyse_steps(record: RunRecord, gates: Gates) -> list[StepResult]:
+    results = []
+    for step in record.steps:
+        window = record.window(step["measure_from"], step["end"])
+        seconds = step["end"] - step["measure_from"]
+        p = window.percentile_ms(gates.latency_objective)
+        held = (
+            window.served > 0
+            and p < gates.latency_threshold_s * 1000
+            and window.error_ratio < gates.max_error_ratio
+        )
+        results.append(StepResult(step["rate"], window.served / seconds, p, window.error_ratio, held))
+    return results
+
+
+def knee(steps: list[StepResult]) -> StepResult | None:
+    """The last step before the first one that broke a gate: the highest rate the service holds."""
+    held = None
+    for step in steps:
+        if not step.held:
+            break
+        held = step
+    return held
+
+
+def knee_line(steps: list[StepResult], gates: Gates) -> str:
+    best = knee(steps)
+    name = gates.percentile_name
+    broke = next((s for s in steps if not s.held), None)
+    after = (
+        f"; at {broke.achieved_rps:.0f} req/s {name} was {broke.percentile_ms:.1f} ms and errors"
+        f" {broke.error_ratio:.2%}" if broke else "; no step broke a gate (raise --max-rate)"
+    )
+    if best is None:
+        return f"knee: below the first step ({steps[0].offered_rps:.0f} req/s offered)" + after if steps else "knee: no step ran"
+    return (
+        f"knee: {best.achieved_rps:.0f} req/s ({name} {best.percentile_ms:.1f} ms,"
+        f" errors {best.error_ratio:.2%})" + after
+    )
+
+
+def draw(steps: list[StepResult], gates: Gates, path: Path) -> None:
+    """Rate against the latency percentile and the error ratio, with the gates drawn in."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: the chart goes to a file
+    import matplotlib.pyplot as plt
+
+    rates = [s.achieved_rps for s in steps]
+    fig, latency_axis = plt.subplots(figsize=(9, 5), dpi=110)
+    latency_axis.plot(rates, [s.percentile_ms for s in steps], "o-", color="tab:blue", label=gates.percentile_name)
+    latency_axis.axhline(gates.latency_threshold_s * 1000, color="tab:blue", linestyle="--", linewidth=1,
+                         label=f"{gates.percentile_name} gate ({gates.latency_threshold_s * 1000:g} ms)")
+    latency_axis.set_xlabel("achieved rate (req/s)")
+    latency_axis.set_ylabel(f"{gates.percentile_name} latency (ms)", color="tab:blue")
+    error_axis = latency_axis.twinx()
+    error_axis.plot(rates, [s.error_ratio * 100 for s in steps], "s-", color="tab:red", label="error ratio")
+    error_axis.axhline(gates.max_error_ratio * 100, color="tab:red", linestyle=":", linewidth=1,
+                       label=f"error gate ({gates.max_error_ratio:.1%})")
+    error_axis.set_ylabel("errors (%)", color="tab:red")
+    error_axis.set_ylim(bottom=0, top=max(gates.max_error_ratio * 200, *(s.error_ratio * 110 for s in steps)))
+    best = knee(steps)
+    if best is not None:
+        latency_axis.axvline(best.achieved_rps, color="tab:green", linewidth=1.5,
+                             label=f"knee {best.achieved_rps:.0f} req/s")
+    handles = latency_axis.get_legend_handles_labels()[0] + error_axis.get_legend_handles_labels()[0]
+    latency_axis.legend(handles=handles, loc="upper left", fontsize="small")
+    latency_axis.set_title("botwatch step load: rate against latency and errors")
+    latency_axis.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

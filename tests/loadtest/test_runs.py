@@ -1,0 +1,105 @@
+"""Gated Locust runs against real bot processes: the CI gate passes honestly, a slowed model fails it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, Process, python_module
+
+pytestmark = pytest.mark.slow
+
+
+def run_loadtest(*args: str, results: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "loadtest", *args, "--results", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+def only_run(results: Path) -> Path:
+    (run,) = results.iterdir()
+    return run
+
+
+def chat_requests_counted_by(base: str) -> float:
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        if line.startswith("bot_requests_total{") and 'route="/api/v1/chat"' in line
+    )
+
+
+@pytest.fixture
+def slow_model(tmp_path: Path) -> Iterator[str]:
+    """A model that takes 600 ms per answer: the deliberately broken target."""
+    port = free_port()
+    proc = Process(f"slow-model-{port}", python_module("tests.support.fake_model", str(port), "0.6"), {}, tmp_path)
+    proc.wait_http(f"http://127.0.0.1:{port}/v1/models")
+    yield f"http://127.0.0.1:{port}/v1"
+    proc.stop()
+
+
+def test_the_ci_gate_holds_the_slo_and_the_bots_metrics_tell_the_truth(start_bot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, base = start_bot()
+    result = run_loadtest("smoke", "--host", base, "--duration", "30", results=tmp_path / "results")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert out.splitlines()[-1].startswith("PASS: ")
+    assert "truth check passed" in out and "bot latency histogram" in out
+
+    run = only_run(tmp_path / "results")
+    summary = json.loads((run / "summary.json").read_text())
+    served = summary["figures"]["served"]
+    assert served >= 30 * 50  # the floor held over the whole run
+    # Independently of the truth check: the bot counted exactly what the generator says it served.
+    assert chat_requests_counted_by(base) == served
+    assert (run / "locust_stats.csv").read_text().startswith("Type,Name")
+    assert "<html" in (run / "report.html").read_text().lower()
+
+
+def test_a_model_slowed_to_600_ms_fails_the_gate_with_a_one_line_reason(  # type: ignore[no-untyped-def]
+    start_bot, slow_model: str, tmp_path: Path
+) -> None:
+    _, base = start_bot({"MODEL_ENDPOINT": slow_model})
+    result = run_loadtest("smoke", "--host", base, "--duration", "10", results=tmp_path / "results")
+    assert result.returncode == 1, result.stdout + result.stderr
+    reason = result.stdout.splitlines()[-1]
+    match = re.fullmatch(r"FAIL: P99 (\d+\.\d{3}) ms >= 500 ms", reason)
+    assert match, reason
+    assert float(match.group(1)) >= 600
+    # The metrics were honest about the slowness, so only the latency gate broke.
+    assert "truth check passed" in result.stdout
+
+
+def test_the_step_profile_prints_the_knee_and_draws_rate_against_latency(start_bot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, base = start_bot()
+    result = run_loadtest(
+        "step", "--host", base, "--rate", "50", "--step-rate", "50", "--step-seconds", "3", "--max-rate", "150",
+        results=tmp_path / "results",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^knee: \d+ req/s \(P99 \d+\.\d ms, errors 0\.00%\); no step broke a gate", result.stdout, re.M)
+    run = only_run(tmp_path / "results")
+    steps = json.loads((run / "summary.json").read_text())["steps"]
+    assert [s["offered_rps"] for s in steps] == [50, 100, 150]
+    assert (run / "step.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_soak_profile_reports_the_bots_memory_and_open_files(start_bot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, base = start_bot()
+    result = run_loadtest("soak", "--host", base, "--duration", "5", results=tmp_path / "results")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(
+        r"^bot resources: start RSS \d+\.\d MiB, \d+ open files; end RSS \d+\.\d MiB, \d+ open files$",
+        result.stdout, re.M,
+    )

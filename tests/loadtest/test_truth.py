@@ -1,0 +1,94 @@
+"""The truth check fails a run whose metrics disagree with the load generator, naming the mismatch."""
+
+from __future__ import annotations
+
+import math
+
+from loadtest.record import Recorder, RunRecord
+from loadtest.scrape import Snapshot
+from loadtest.truth import check_truth
+
+BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+CHAT = "/api/v1/chat"
+
+
+def run_of(latencies_ms: list[float], status: int = 200, rejected: int = 0) -> RunRecord:
+    rec = Recorder()
+    for i, lat in enumerate(latencies_ms):
+        rec.add(CHAT, status, lat, float(i), None)
+    for i in range(rejected):
+        rec.add(CHAT, 429, 0.5, float(i), None)
+    return rec.as_record()
+
+
+def bot_delta(latencies_s: list[float], status: str = "200") -> Snapshot:
+    """What the bot's /metrics would gain from serving these requests."""
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    labels = (("method", "POST"), ("platform", "api"), ("route", CHAT), ("status", status))
+    samples[("bot_requests_total", labels)] = float(len(latencies_s))
+    for le in (*BOUNDS, math.inf):
+        key = ("bot_request_duration_seconds_bucket", (("le", str(le)), ("platform", "api"), ("route", CHAT)))
+        samples[key] = float(sum(lat <= le for lat in latencies_s))
+    return Snapshot(samples)
+
+
+def sidecar_delta(answered: int, ratelimited: int, shed: int = 0) -> Snapshot:
+    return Snapshot({
+        ("sidecar_requests_total", (("route", CHAT), ("status", "200"), ("upstream", "stable"))): float(answered),
+        ("sidecar_ratelimited_total", (("rule", "per_ip"),)): float(ratelimited),
+        ("sidecar_shed_total", (("reason", "max_in_flight"),)): float(shed),
+    })
+
+
+def test_metrics_that_match_the_generator_pass() -> None:
+    latencies = [4.0] * 990 + [40.0] * 10
+    report = check_truth(run_of(latencies), bot_delta([x / 1000 for x in latencies]), None, 0.99)
+    assert report.passed, report.line()
+
+
+def test_a_counter_one_request_short_fails_and_says_by_how_much() -> None:
+    latencies = [4.0] * 100
+    report = check_truth(run_of(latencies), bot_delta([0.004] * 99), None, 0.99)
+    assert not report.passed
+    assert "bot requests: bot_requests_total delta: metrics 99, generator 100 (off by -1)" in report.line()
+
+
+def test_a_histogram_that_hides_slow_requests_fails() -> None:
+    # The generator saw a P99 of 600 ms; a bot whose histogram says everything took 4 ms lies.
+    latencies = [600.0] * 100
+    report = check_truth(run_of(latencies), bot_delta([0.004] * 100), None, 0.99)
+    assert not report.passed
+    assert "bot latency histogram" in report.line() and "(0.5 s, 0.75 s]" in report.line()
+
+
+def test_the_generator_may_sit_one_bucket_above_the_server_never_below() -> None:
+    run = run_of([7.0] * 100)  # client: (0.005, 0.01]
+    assert check_truth(run, bot_delta([0.004] * 100), None, 0.99).passed  # server one bucket lower
+    assert not check_truth(run, bot_delta([0.02] * 100), None, 0.99).passed  # server above the client
+    assert not check_truth(run_of([30.0] * 100), bot_delta([0.004] * 100), None, 0.99).passed  # two buckets
+
+
+def test_sidecar_429s_are_accounted_before_comparing_the_bots_count() -> None:
+    run = run_of([4.0] * 100, rejected=20)
+    report = check_truth(run, bot_delta([0.004] * 100), sidecar_delta(answered=120, ratelimited=20), 0.99)
+    assert report.passed, report.line()
+    lying = check_truth(run, bot_delta([0.004] * 100), sidecar_delta(answered=120, ratelimited=15), 0.99)
+    assert "sidecar 429s: sidecar_ratelimited_total delta: metrics 15, generator 20" in lying.line()
+
+
+def test_requests_shed_by_the_sidecar_never_reach_the_bot() -> None:
+    rec = Recorder()
+    for i in range(100):
+        rec.add(CHAT, 200, 4.0, float(i), None)
+    for i in range(5):
+        rec.add(CHAT, 503, 0.3, float(i), None)
+    report = check_truth(rec.as_record(), bot_delta([0.004] * 100), sidecar_delta(105, 0, shed=5), 0.99)
+    assert report.passed, report.line()
+
+
+def test_requests_without_an_answer_make_exact_counting_impossible() -> None:
+    rec = Recorder()
+    rec.add(CHAT, 200, 4.0, 1.0, None)
+    rec.add(CHAT, 0, 5000.0, 2.0, "ConnectTimeout")
+    report = check_truth(rec.as_record(), bot_delta([0.004]), None, 0.99)
+    assert not report.passed and "1 requests got no HTTP answer" in report.line()
