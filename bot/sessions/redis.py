@@ -1,4 +1,4 @@
-"""Session storage in Redis (`SETEX session:<platform>:<user>`), shared by every replica."""
+"""Session storage in Redis (`SET session:<platform>:<user> … EX ttl`, i.e. SETEX), shared by every replica."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class RedisSessionStore:
 
     async def save(self, key: str, turns: Sequence[Turn]) -> None:
         try:
-            await self._redis.setex(self.prefix + key, self.ttl, encode_turns(turns))
+            await self._redis.set(self.prefix + key, encode_turns(turns), ex=self.ttl)
         except RedisError as exc:
             raise DependencyUnavailable("session store (redis) unavailable") from exc
 

@@ -1,0 +1,46 @@
+"""Settings load once from an environment mapping and fail naming the bad key, never echoing secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.settings import load_settings
+
+
+def test_defaults_need_nothing() -> None:
+    settings = load_settings({})
+    assert settings.bot_port == 18789
+    assert settings.model_endpoint is None
+    assert settings.session_ttl_seconds == 1800
+    assert settings.max_token_limit == 2048
+    assert settings.signature_max_skew_seconds == 300
+
+
+def test_api_keys_are_a_comma_separated_list() -> None:
+    assert load_settings({"BOT_API_KEY": "a, b,,c"}).api_keys == ("a", "b", "c")
+
+
+def test_a_bad_value_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="BOT_PORT"):
+        load_settings({"BOT_PORT": "eighty"})
+
+
+def test_a_bad_secret_is_named_but_not_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MAX_TOKEN_LIMIT": "2", "MODEL_API_KEY": "sk-abc"})
+    assert "MAX_TOKEN_LIMIT" in caught.value.message
+    assert "sk-abc" not in caught.value.message
+
+
+def test_secrets_are_masked_in_repr() -> None:
+    settings = load_settings({"MODEL_API_KEY": "sk-abc", "BOT_API_KEY": "key1", "REDIS_URL": "redis://:pw@h/0"})
+    assert "sk-abc" not in repr(settings)
+    assert "key1" not in repr(settings)
+    assert "pw@" not in repr(settings)
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings({})
+    with pytest.raises(Exception):
+        settings.bot_port = 1  # type: ignore[misc]

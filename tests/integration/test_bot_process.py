@@ -1,0 +1,140 @@
+"""`python -m bot` as operators run it: the guides' commands, logs, graceful stop, no leaked secrets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.ports import free_port
+from tests.support.processes import Process, python_module
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def post_chat(base: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        base + "/api/v1/chat", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def log_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_guides_commands_work_and_are_counted(start_bot: Any, tmp_path: Path) -> None:
+    log_file = tmp_path / "bot.log"
+    proc, base = start_bot({"BOT_LOG_FILE": str(log_file)})
+    head = urllib.request.Request(base + "/health", method="HEAD")
+    with urllib.request.urlopen(head, timeout=5) as resp:
+        assert resp.status == 200
+    status, body = post_chat(base, {"message": "hello"})
+    assert status == 200 and "hello" in body["reply"]
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    assert 'bot_requests_total{method="HEAD",platform="system",route="/health",status="200"} 1.0' in metrics
+    assert 'bot_requests_total{method="POST",platform="api",route="/api/v1/chat",status="200"} 1.0' in metrics
+    proc.wait_until(lambda: "Server ready on port" in log_file.read_text(), what="logging readiness")
+    assert "Server ready on port" in proc.output()
+
+
+def test_every_request_line_is_ecs_json_with_trace_ids(start_bot: Any, tmp_path: Path) -> None:
+    log_file = tmp_path / "bot.log"
+    proc, base = start_bot({"BOT_LOG_FILE": str(log_file)})
+    post_chat(base, {"message": "hi"}, {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"})
+    post_chat(base, {"message": ""})
+    proc.wait_until(lambda: log_file.read_text().count('"bot.access"') >= 3, what="writing access lines")
+    access = [line for line in log_lines(log_file) if line["log"]["logger"] == "bot.access"]
+    for line in access:
+        assert {"@timestamp", "log.level", "message", "ecs.version"} <= set(line)
+        assert len(line["trace"]["id"]) == 32 and len(line["span"]["id"]) == 16
+        assert line["service"]["name"] == "botwatch-bot"
+        assert isinstance(line["event"]["duration"], int)
+        assert line["client"]["ip"] == "127.0.0.1"
+    propagated = [line for line in access if line["trace"]["id"] == TRACE_ID]
+    assert len(propagated) == 1 and propagated[0]["http"]["response"]["status_code"] == 200
+    assert any(line["http"]["response"]["status_code"] == 400 for line in access)
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_zero(tmp_path: Path) -> None:
+    model_port, bot_port = free_port(), free_port()
+    model = Process("model", python_module("tests.support.fake_model", str(model_port), "1.0"), {}, tmp_path)
+    bot = Process(
+        "bot", python_module("bot"),
+        {"BOT_PORT": str(bot_port), "MODEL_ENDPOINT": f"http://127.0.0.1:{model_port}/v1",
+         "BOT_DATA_DIR": str(tmp_path / "data")},
+        tmp_path,
+    )
+    try:
+        model.wait_until(lambda: _listening(model_port), what="listening")
+        base = f"http://127.0.0.1:{bot_port}"
+        bot.wait_http(base + "/health")
+        result: dict[str, Any] = {}
+        worker = threading.Thread(target=lambda: result.update(zip(("status", "body"), post_chat(base, {"message": "slow"}))))
+        worker.start()
+        bot.wait_until(lambda: _in_flight(base) >= 2, what="holding the slow request")
+        bot.signal(signal.SIGTERM)
+        worker.join(15)
+        assert result["status"] == 200 and "slow" in result["body"]["reply"]
+        assert bot.popen.wait(15) == 0
+        assert not _listening(bot_port)
+    finally:
+        bot.stop()
+        model.stop()
+
+
+def test_no_secret_reaches_a_log_a_response_or_a_metric(start_bot: Any, tmp_path: Path) -> None:
+    secrets = {"BOT_API_KEY": "bot-key-Zq81", "MODEL_API_KEY": "sk-model-Jx42"}
+    dead_model = f"http://127.0.0.1:{free_port()}/v1"
+    log_file = tmp_path / "bot.log"
+    proc, base = start_bot({**secrets, "MODEL_ENDPOINT": dead_model, "BOT_LOG_FILE": str(log_file),
+                            "MODEL_MAX_RETRIES": "0"})
+    seen: list[str] = []
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer bot-key-Zq81"}):
+        status, body = post_chat(base, {"message": "x"}, headers)
+        seen.append(json.dumps(body))
+    assert [json.loads(s).get("error", {}).get("code") for s in seen] == ["unauthorized", "unauthorized", "model_unavailable"]
+    for path in ("/metrics", "/ready", "/api/health"):
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as resp:
+                seen.append(resp.read().decode())
+        except urllib.error.HTTPError as exc:
+            seen.append(exc.read().decode())
+    proc.stop()
+    seen += [log_file.read_text(), proc.output()]
+    for secret in secrets.values():
+        for text in seen:
+            assert secret not in text
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _in_flight(base: str) -> float:
+    with urllib.request.urlopen(base + "/metrics", timeout=2) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("bot_requests_in_flight "):
+                return float(line.split()[1])
+    return 0.0
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    # urllib would send loopback requests through a proxy configured in the environment.
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
