@@ -27,6 +27,11 @@ test: $(STAMP) test-services
 generate: $(STAMP)
 	$(PY) -m monitoring.generate
 
+# `make loadtest` gates the local stack on slo.yaml; LOADTEST=soak|step, LOADTEST_ARGS="--host URL ...".
+LOADTEST ?= smoke
+loadtest: $(STAMP)
+	$(PY) -m loadtest $(LOADTEST) $(LOADTEST_ARGS)
+
 bench: $(STAMP)
 	@scripts/ensure-services.sh bench
 	$(PY) -m bench
