@@ -183,15 +183,26 @@ async def _conversation(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def open_inbound_queue(settings: Settings, *, recover: bool = True) -> InboundQueue:
+    """Redis Streams when REDIS_URL is set (replicas share it), else the SQLite file in BOT_DATA_DIR.
+
+    `recover=False` opens the SQLite file without voiding the running bot's leases (the dlq tool).
+    """
+    if settings.redis_url is not None:
+        from bot.delivery.redis import RedisQueue
+
+        redis_queue = RedisQueue.from_url(settings.redis_url.get_secret_value(), settings.dedup_ttl_seconds)
+        await redis_queue.open()
+        return redis_queue
+    sqlite_queue = SQLiteQueue(Path(settings.bot_data_dir) / "queue.sqlite3", settings.dedup_ttl_seconds)
+    await sqlite_queue.open(recover=recover)
+    return sqlite_queue
+
+
 def _inbound_queue(given: InboundQueue | None) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        if given is not None:
-            queue = given
-        else:
-            sqlite_queue = SQLiteQueue(Path(settings.bot_data_dir) / "queue.sqlite3", settings.dedup_ttl_seconds)
-            await sqlite_queue.open()
-            queue = sqlite_queue
+        queue = given if given is not None else await open_inbound_queue(settings)
         app[queue_key] = queue
         app[readiness_key].add("queue", queue.check)
         try:
@@ -225,6 +236,7 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
                 settings.delivery_max_attempts, settings.delivery_backoff_base, settings.delivery_backoff_max
             ),
             concurrency=settings.bot_workers,
+            lease_seconds=settings.delivery_lease_seconds,
         )
         app[workers_key] = workers
         app[intake_key] = Intake(app[queue_key], app[metrics_key], workers.notify)

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     delivery_max_attempts: int = Field(6, ge=1, le=50)
     delivery_backoff_base: float = Field(1.0, gt=0)
     delivery_backoff_max: float = Field(300.0, gt=0)
+    # Longer than the slowest model call plus send: a job held past it is taken over by another worker.
+    delivery_lease_seconds: float = Field(120.0, gt=0)
 
     redis_url: SecretStr | None = None
     session_ttl_seconds: int = Field(1800, ge=1)

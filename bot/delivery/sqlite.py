@@ -50,23 +50,28 @@ class SQLiteQueue:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-queue")
         self._db: sqlite3.Connection | None = None
         self._seq = 0
+        self._closed = False
 
-    async def open(self) -> None:
-        await self._run(self._open)
+    async def open(self, *, recover: bool = True) -> None:
+        """Open the file; `recover` (the bot itself, not a tool beside it) voids leases a crashed process held."""
+        await self._run(self._open, recover)
 
-    def _open(self) -> None:
+    def _open(self, recover: bool) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
-        # One process owns the file: leases held by a previous (crashed) process are void.
-        db.execute("UPDATE jobs SET lease_until = 0 WHERE state = 'pending'")
+        if recover:
+            # One process owns the file: leases held by a previous (crashed) process are void.
+            db.execute("UPDATE jobs SET lease_until = 0 WHERE state = 'pending'")
         self._seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
         self._db = db
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise DependencyUnavailable("queue store is closed")
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         except sqlite3.Error as exc:
@@ -199,6 +204,7 @@ class SQLiteQueue:
         if self._db is not None:
             await self._run(self.db.close)
             self._db = None
+        self._closed = True
         self._executor.shutdown(wait=True)
 
 
