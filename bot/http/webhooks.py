@@ -50,7 +50,7 @@ def make_handler(name: str, enabled: EnabledPlatform) -> Handler:
         webhook_request = WebhookRequest(
             method=request.method,
             path=request.path,
-            query_string=request.query_string,
+            query_string=request.rel_url.raw_query_string,  # yarl's query_string turns "+" into " "
             query={k: v for k, v in request.query.items()},
             headers=CIMultiDict(request.headers),
             body=body,
