@@ -7,22 +7,26 @@ import logging
 import os
 import signal
 import sys
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from bot import __version__
-from bot.app import create_app
 from bot.errors import ConfigError
-from bot.platforms.base import EnabledPlatform
-from bot.platforms.registry import load_platforms
-from bot.settings import Settings, load_settings
-from bot.telemetry.logs import configure_logging
+from bot.settings import load_settings
+
+if TYPE_CHECKING:
+    from bot.platforms.base import EnabledPlatform
+    from bot.settings import Settings
 
 log = logging.getLogger("bot")
 
 
 async def serve(settings: Settings, platforms: dict[str, EnabledPlatform]) -> None:
     """Serve until a stop signal, then drain in-flight requests (bounded) and release everything."""
+    # Imported here so `python -m bot dlq` starts without the web stack.
+    from aiohttp import web
+
+    from bot.app import create_app
+
     app = create_app(settings, platforms=platforms)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.bot_shutdown_timeout)
     await runner.setup()
@@ -48,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         from bot.dlq import main as dlq_main
 
         return dlq_main(args[1:])
+    from bot.platforms.registry import load_platforms
+    from bot.telemetry.logs import configure_logging
+
     try:
         settings = load_settings(os.environ)
         platforms = load_platforms(os.environ)

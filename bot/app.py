@@ -6,7 +6,6 @@ import logging
 import time
 import inspect
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -20,7 +19,7 @@ from bot.backends.openai_compat import OpenAICompatBackend
 from bot.conversation import Conversation
 from bot.delivery.base import InboundQueue
 from bot.delivery.retry import RetryPolicy
-from bot.delivery.sqlite import SQLiteQueue
+from bot.delivery.store import open_inbound_queue
 from bot.delivery.worker import DeliveryWorkers
 from bot.health import Readiness
 from bot.http.middlewares import error_middleware, request_id_middleware, telemetry_middleware
@@ -181,22 +180,6 @@ async def _conversation(app: web.Application) -> AsyncIterator[None]:
         max_turns=settings.session_max_turns,
     )
     yield
-
-
-async def open_inbound_queue(settings: Settings, *, recover: bool = True) -> InboundQueue:
-    """Redis Streams when REDIS_URL is set (replicas share it), else the SQLite file in BOT_DATA_DIR.
-
-    `recover=False` opens the SQLite file without voiding the running bot's leases (the dlq tool).
-    """
-    if settings.redis_url is not None:
-        from bot.delivery.redis import RedisQueue
-
-        redis_queue = RedisQueue.from_url(settings.redis_url.get_secret_value(), settings.dedup_ttl_seconds)
-        await redis_queue.open()
-        return redis_queue
-    sqlite_queue = SQLiteQueue(Path(settings.bot_data_dir) / "queue.sqlite3", settings.dedup_ttl_seconds)
-    await sqlite_queue.open(recover=recover)
-    return sqlite_queue
 
 
 def _inbound_queue(given: InboundQueue | None) -> CleanupCtx:
