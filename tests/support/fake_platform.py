@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ class Recorded:
         return json.loads(self.body)
 
 
-Responder = Callable[[Recorded], web.Response]
+Responder = Callable[[Recorded], web.Response | Awaitable[web.Response]]
 
 
 @dataclass
@@ -76,4 +77,5 @@ class FakePlatformAPI:
         responder = self.responders.get((request.method, request.path))
         if responder is None:
             return web.json_response({"error": "no such route"}, status=404)
-        return responder(recorded)
+        response = responder(recorded)
+        return await response if inspect.isawaitable(response) else response

@@ -1,0 +1,79 @@
+"""`kill -9` between the ACK and the reply: the restarted bot delivers the reply, once, without asking the model again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric
+from tests.support.fake_model import FakeModel
+from tests.support.fake_platform import FakePlatformAPI, Recorded
+
+
+@pytest.fixture
+async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
+    processes = BotProcesses(tmp_path)
+    yield processes
+    await asyncio.to_thread(processes.stop_all)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}
+    # A short lease: the restarted process is a new consumer and takes the job over once it runs out.
+    return {"REDIS_URL": request.getfixturevalue("redis_url"), "DELIVERY_LEASE_SECONDS": "1"}
+
+
+async def test_a_reply_in_flight_when_the_bot_is_killed_is_delivered_after_restart(
+    bots: BotProcesses, store_env: dict[str, str], aiohttp_server: Any
+) -> None:
+    model = FakeModel()
+    model_server = await aiohttp_server(model.app())
+    api = FakePlatformAPI()
+    released = asyncio.Event()
+
+    async def first_send_hangs(recorded: Recorded) -> web.Response:
+        # The platform got the reply, but its answer never reaches the bot: the crash window.
+        if len(api.calls("/send")) == 1:
+            await released.wait()
+        return web.json_response({"ok": True})
+
+    api.on("POST", "/send", first_send_hangs)
+    api_server = await aiohttp_server(api.app())
+    env = {
+        **store_env,
+        "EXAMPLE_API_BASE": str(api_server.make_url("")).rstrip("/"),
+        "MODEL_ENDPOINT": str(model_server.make_url("/v1")),
+    }
+    first, base = await bots.start(env, "bot")
+    async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
+        body = orjson.dumps({"id": "m-crash", "chat": "c-1", "user": "u-1", "text": "are you there?"})
+        async with http.post(base + "/example/hook", data=body) as resp:
+            assert resp.status == 200
+        await api.wait_for("/send", count=1)
+        await asyncio.to_thread(first.kill)
+
+        _, base = await bots.start(env, "bot")
+        [lost, delivered] = await api.wait_for("/send", count=2, timeout=15)
+        # Same text and the same idempotency key: a platform that honours the key shows it once.
+        assert delivered.json() == lost.json()
+        assert delivered.json() == {
+            "chat": "c-1", "text": "model reply 1: are you there?", "idempotency_key": "m-crash",
+        }
+        assert len(model.requests) == 1
+
+        async def settled() -> bool:
+            return (await metric(http, base, "bot_delivery_attempts_total", outcome="delivered") == 1
+                    and await metric(http, base, "bot_queue_depth", queue="inbound") == 0)
+
+        await eventually(settled, what="one delivery and an empty queue")
+    assert len(api.calls("/send")) == 2
+    released.set()

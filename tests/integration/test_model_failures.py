@@ -1,0 +1,59 @@
+"""A failing model: the circuit opens, users get the fallback reply at once, failures are counted, nothing piles up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from bot.delivery.worker import FALLBACK_REPLY
+from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric
+from tests.support.fake_model import FakeModel
+from tests.support.fake_platform import FakePlatformAPI
+
+
+@pytest.fixture
+async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
+    processes = BotProcesses(tmp_path)
+    yield processes
+    await asyncio.to_thread(processes.stop_all)
+
+
+async def test_a_failing_model_opens_the_circuit_and_every_user_gets_the_fallback_reply(
+    bots: BotProcesses, aiohttp_server: Any
+) -> None:
+    model = FakeModel(faults=[500] * 50)
+    model_server = await aiohttp_server(model.app())
+    api = FakePlatformAPI()
+    api.on("POST", "/send", {"ok": True})
+    api_server = await aiohttp_server(api.app())
+    _, base = await bots.start({
+        "EXAMPLE_API_BASE": str(api_server.make_url("")).rstrip("/"),
+        "MODEL_ENDPOINT": str(model_server.make_url("/v1")),
+        "MODEL_MAX_RETRIES": "0", "MODEL_BREAKER_FAILURES": "2", "MODEL_BREAKER_RESET": "600",
+    })
+    users = 5
+    async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
+        for i in range(users):
+            body = orjson.dumps({"id": f"m-{i}", "chat": f"c-{i}", "user": f"u-{i}", "text": "hello?"})
+            async with http.post(base + "/example/hook", data=body) as resp:
+                assert resp.status == 200
+            await api.wait_for("/send", count=i + 1)
+        assert [r.json()["text"] for r in api.calls("/send")] == [FALLBACK_REPLY] * users
+        # Two failures opened the circuit; the other users were answered without calling the model.
+        assert len(model.requests) == 2
+        assert await metric(http, base, "bot_model_requests_total", outcome="model_bad_response") == 2
+        assert await metric(http, base, "bot_model_requests_total", outcome="model_unavailable") == users - 2
+        assert await metric(http, base, "bot_model_requests_total", outcome="success") == 0
+
+        async def drained() -> bool:
+            return (await metric(http, base, "bot_delivery_attempts_total", outcome="delivered") == users
+                    and await metric(http, base, "bot_queue_depth", queue="inbound") == 0)
+
+        await eventually(drained, what="every fallback delivered and an empty queue")
+        assert await metric(http, base, "bot_dead_letters_total") == 0

@@ -1,0 +1,74 @@
+"""A platform API failing with 5xx and 429: bounded retries, then a dead letter that `dlq replay` delivers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric, run_dlq
+from tests.support.fake_platform import FakePlatformAPI
+
+
+@pytest.fixture
+async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
+    processes = BotProcesses(tmp_path)
+    yield processes
+    await asyncio.to_thread(processes.stop_all)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    env = {"BOT_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "redis":
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
+    return env
+
+
+async def test_failed_sends_are_retried_then_buried_and_replay_delivers_them(
+    bots: BotProcesses, store_env: dict[str, str], aiohttp_server: Any
+) -> None:
+    api = FakePlatformAPI(faults={"/send": [500, 429, 503]})
+    api.on("POST", "/send", {"ok": True})
+    server = await aiohttp_server(api.app())
+    env = {
+        **store_env,
+        "EXAMPLE_API_BASE": str(server.make_url("")).rstrip("/"),
+        "DELIVERY_MAX_ATTEMPTS": "3", "DELIVERY_BACKOFF_BASE": "0.05", "DELIVERY_BACKOFF_MAX": "0.2",
+    }
+    _, base = await bots.start(env)
+    async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
+        body = orjson.dumps({"id": "m-unlucky", "chat": "c-1", "user": "u-1", "text": "hello"})
+        async with http.post(base + "/example/hook", data=body) as resp:
+            assert resp.status == 200
+        await api.wait_for("/send", count=3)
+
+        async def buried() -> bool:
+            return await metric(http, base, "bot_dead_letters_total", platform="example") == 1
+
+        await eventually(buried, what="a dead letter")
+        assert await metric(http, base, "bot_delivery_attempts_total", platform="example", outcome="retry") == 2
+        assert await metric(http, base, "bot_delivery_attempts_total", platform="example", outcome="failed") == 1
+
+        listed = await run_dlq(env, "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        [dead] = orjson.loads(listed.stdout)["dead_letters"]
+        assert (dead["message_id"], dead["attempts"], dead["reason"]) == (
+            "m-unlucky", 3, "platform API answered HTTP 503",
+        )
+
+        replayed = await run_dlq(env, "replay", dead["id"])
+        assert (replayed.returncode, replayed.stdout.strip()) == (0, "replayed 1 dead letter")
+        fourth = (await api.wait_for("/send", count=4))[3]
+        assert fourth.json()["idempotency_key"] == "m-unlucky"
+
+        async def delivered() -> bool:
+            return await metric(http, base, "bot_delivery_attempts_total", outcome="delivered") == 1
+
+        await eventually(delivered, what="the replayed reply delivered")
+    assert orjson.loads((await run_dlq(env, "list", "--json")).stdout)["total"] == 0

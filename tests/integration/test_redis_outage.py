@@ -1,0 +1,78 @@
+"""Redis down: the bot stays up, says why on /ready, and refuses callbacks with 503 so the platform retries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually
+from tests.support.fake_platform import FakePlatformAPI
+from tests.support.redis_server import RedisServer
+from tests.support.services import require_binary
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A redis-server this test may stop and start again on the same port."""
+    server = RedisServer(require_binary("redis-server"), tmp_path / "redis")
+    await asyncio.to_thread(server.start)
+    yield server
+    await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture
+async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
+    processes = BotProcesses(tmp_path)
+    yield processes
+    await asyncio.to_thread(processes.stop_all)
+
+
+def event(event_id: str) -> bytes:
+    return orjson.dumps({"id": event_id, "chat": "c-1", "user": "u-1", "text": f"text of {event_id}"})
+
+
+async def test_while_redis_is_down_callbacks_get_503_and_work_resumes_when_it_is_back(
+    bots: BotProcesses, own_redis: RedisServer, aiohttp_server: Any
+) -> None:
+    api = FakePlatformAPI()
+    api.on("POST", "/send", {"ok": True})
+    server = await aiohttp_server(api.app())
+    proc, base = await bots.start({"REDIS_URL": own_redis.url, "EXAMPLE_API_BASE": str(server.make_url("")).rstrip("/")})
+    async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
+        async with http.post(base + "/example/hook", data=event("before")) as resp:
+            assert resp.status == 200
+        await api.wait_for("/send", count=1)
+
+        await asyncio.to_thread(own_redis.stop)
+        async with http.get(base + "/ready") as resp:
+            assert resp.status == 503
+            assert {"redis", "queue"} <= set((await resp.json())["failing"])
+        async with http.post(base + "/example/hook", data=event("during")) as resp:
+            # No ACK without a durable enqueue: the platform will deliver this event again.
+            assert resp.status == 503
+            assert resp.headers["Retry-After"]
+            body = await resp.json()
+            assert body["error"]["code"] == "dependency_unavailable"
+            assert own_redis.url not in await resp.text()
+        async with http.get(base + "/health") as resp:
+            assert resp.status == 200
+        assert proc.alive()
+
+        await asyncio.to_thread(own_redis.start)
+
+        async def ready() -> bool:
+            async with http.get(base + "/ready") as resp:
+                return resp.status == 200
+
+        await eventually(ready, what="/ready answering 200 once Redis is back")
+        async with http.post(base + "/example/hook", data=event("during")) as resp:
+            assert resp.status == 200
+        [_, after] = await api.wait_for("/send", count=2)
+        assert after.json()["idempotency_key"] == "during"
+    assert "Traceback" not in proc.output()

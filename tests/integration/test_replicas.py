@@ -1,0 +1,65 @@
+"""Two bot replicas sharing one Redis behave as one service: a platform's re-delivery to both is answered once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import redis
+
+from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric
+from tests.support.fake_platform import FakePlatformAPI
+
+
+@pytest.fixture
+async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
+    processes = BotProcesses(tmp_path)
+    yield processes
+    await asyncio.to_thread(processes.stop_all)
+
+
+async def test_the_same_events_sent_to_both_replicas_at_once_are_answered_once_each(
+    bots: BotProcesses, redis_url: str, aiohttp_server: Any
+) -> None:
+    api = FakePlatformAPI()
+    api.on("POST", "/send", {"ok": True})
+    server = await aiohttp_server(api.app())
+    env = {"REDIS_URL": redis_url, "EXAMPLE_API_BASE": str(server.make_url("")).rstrip("/")}
+    (_, first), (_, second) = await asyncio.gather(bots.start(env, "a"), bots.start(env, "b"))
+    events = [f"evt-{i}" for i in range(6)]
+    async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
+
+        async def deliver(base: str, event: str) -> int:
+            body = orjson.dumps({"id": event, "chat": "c-1", "user": f"u-{event}", "text": "hi"})
+            async with http.post(base + "/example/hook", data=body) as resp:
+                return resp.status
+
+        statuses = await asyncio.gather(*(deliver(base, e) for e in events for base in (first, second)))
+        # Both replicas acknowledge: the platform stops re-delivering either way.
+        assert statuses == [200] * 2 * len(events)
+        sent = await api.wait_for("/send", count=len(events))
+        assert sorted(r.json()["idempotency_key"] for r in sent) == events
+        # Each event was admitted by exactly one replica; the other saw a duplicate, so no second reply can come.
+        duplicates = [await metric(http, base, "bot_duplicates_total", platform="example") for base in (first, second)]
+        assert sum(duplicates) == len(events)
+
+        async def all_delivered() -> bool:
+            counts = [await metric(http, base, "bot_delivery_attempts_total", outcome="delivered")
+                      for base in (first, second)]
+            return sum(counts) == len(events)
+
+        await eventually(all_delivered, what="every reply counted as delivered")
+
+    shared = redis.Redis.from_url(redis_url)
+
+    async def drained() -> bool:
+        return shared.xlen("botwatch:{queue}:stream") + shared.zcard("botwatch:{queue}:scheduled") == 0
+
+    await eventually(drained, what="an empty shared queue")
+    assert len(api.calls("/send")) == len(events)
+    shared.close()

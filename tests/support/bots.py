@@ -1,0 +1,72 @@
+"""Bot processes for async tests: started without blocking the loop that runs the fakes they call."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, Process, python_module
+
+EXAMPLE_TOKEN = "example-token-s3cret"
+
+
+class BotProcesses:
+    """`python -m tests.support.bot_with_example` processes, each stopped by its pid at the end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[Process] = []
+
+    async def start(self, env: Mapping[str, str], name: str = "bot") -> tuple[Process, str]:
+        """Start one bot (data in workdir/name, so a restart under the same name finds its queue)."""
+        port = free_port()
+        full_env = {
+            "BOT_PORT": str(port), "BOT_DATA_DIR": str(self.workdir / name), "EXAMPLE_TOKEN": EXAMPLE_TOKEN,
+            **env,
+        }
+        proc = Process(f"{name}-{port}", python_module("tests.support.bot_with_example"), full_env, self.workdir)
+        self.started.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(proc.wait_http, base + "/health")
+        return proc, base
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            proc.stop()
+
+
+async def metric(http: aiohttp.ClientSession, base: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (0 when none)."""
+    async with http.get(base + "/metrics") as resp:
+        text = await resp.text()
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
+    """Await `check()` until it returns true; fail naming `what` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def run_dlq(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bot dlq ...` as an operator runs it, off the event loop."""
+    return await asyncio.to_thread(
+        subprocess.run, python_module("bot", "dlq", *args), env={**os.environ, **env}, cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+    )
