@@ -6,7 +6,12 @@ import math
 from dataclasses import dataclass
 
 from loadtest.record import Outcome, RunRecord
-from loadtest.scrape import Snapshot, bucket_index, bucket_label, histogram_quantile
+from loadtest.scrape import LabelFilter, Snapshot, bucket_index, bucket_label, histogram_quantile
+
+# Timings taken by different processes sharing two cores differ by scheduling delays: runs here showed
+# a generator P99 of 14-17 ms over a bot whose every request took under 5 ms. Buckets up to this bound
+# are therefore compared as one; above it, where the SLO's decisions are made, every bucket counts.
+RESOLUTION_S = 0.025
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,6 @@ def check_truth(
     bot: Snapshot | None,
     sidecar: Snapshot | None,
     objective: float,
-    upward_bucket_slack: int = 1,
 ) -> TruthReport:
     """Compare counter and histogram deltas over the run with the generator's exact counts and percentile.
 
@@ -80,35 +84,43 @@ def check_truth(
                 lambda labels, r=route: labels.get("route") == r and labels.get("status", "").startswith("2"),
             )
             checks.append(_count_check(f"bot 2xx on {route}", ok_metric, ok_generator, "2xx by route"))
-        checks.append(_histogram_check(
-            "bot latency histogram", bot.buckets("bot_request_duration_seconds", on_routes),
-            record, objective, upward_bucket_slack,
-        ))
-    if sidecar is not None and sidecar.has("sidecar_request_duration_seconds_bucket"):
-        checks.append(_histogram_check(
-            "sidecar latency histogram", sidecar.buckets("sidecar_request_duration_seconds", on_routes),
-            record, objective, upward_bucket_slack,
-        ))
+    checks += _histogram_chain(record, bot, sidecar, on_routes, objective)
     return TruthReport(checks)
 
 
-def _histogram_check(
-    name: str, buckets: list[tuple[float, float]], record: RunRecord, objective: float, slack: int
-) -> Check:
-    """The histogram's quantile estimate must land in the bucket of the generator's exact percentile.
+def _histogram_chain(
+    record: RunRecord, bot: Snapshot | None, sidecar: Snapshot | None, on_routes: LabelFilter, objective: float
+) -> list[Check]:
+    """Each latency histogram against the measurement just outside it: generator, then sidecar, then bot.
 
-    The generator also times the network and its own scheduling, which only adds latency, so its
-    percentile may sit `slack` buckets above the server's (OBSERVABILITY.md: "within one bucket"),
-    never below.
+    Every layer adds its own time (the generator its network and scheduling, the sidecar its hop),
+    so a histogram may sit one bucket below the layer outside it (OBSERVABILITY.md: "within one
+    bucket"), and buckets under RESOLUTION_S count as one. The generator is never faster than the
+    server it talks to; a server histogram above what the client saw is a lie too.
     """
-    bounds = [upper for upper, _ in buckets if not math.isinf(upper)]
-    estimate = histogram_quantile(objective, buckets)
     exact_s = record.percentile_ms(objective) / 1000
-    if math.isnan(estimate) or math.isnan(exact_s):
-        return Check(name, False, "no observations in the histogram or no served requests")
-    server, client = bucket_index(estimate, bounds), bucket_index(exact_s, bounds)
-    detail = (
-        f"estimate {estimate * 1000:.1f} ms in {bucket_label(server, bounds)}, "
-        f"generator's exact {exact_s * 1000:.3f} ms in {bucket_label(client, bounds)}"
-    )
-    return Check(name, 0 <= client - server <= slack, detail)
+    if math.isnan(exact_s):
+        return [Check("latency histograms", False, "no served request to compare with")]
+    layers = [("sidecar", sidecar, "sidecar_request_duration_seconds"), ("bot", bot, "bot_request_duration_seconds")]
+    checks = []
+    outer_name, outer_s, lowest = "generator's exact", exact_s, 0
+    for name, snapshot, histogram in layers:
+        if snapshot is None:
+            continue
+        buckets = snapshot.buckets(histogram, on_routes)
+        bounds = [upper for upper, _ in buckets if not math.isinf(upper)]
+        estimate = histogram_quantile(objective, buckets)
+        if math.isnan(estimate):
+            checks.append(Check(f"{name} latency histogram", False, "no observations on the loaded routes"))
+            continue
+        inner, outer = bucket_index(estimate, bounds), bucket_index(outer_s, bounds)
+        detail = (
+            f"estimate {estimate * 1000:.1f} ms in {bucket_label(inner, bounds)}, "
+            f"{outer_name} {outer_s * 1000:.3f} ms in {bucket_label(outer, bounds)}"
+        )
+        floor = bucket_index(RESOLUTION_S, bounds)
+        apart = max(outer, floor) - max(inner, floor)
+        checks.append(Check(f"{name} latency histogram", lowest <= apart <= 1, detail))
+        # Between two servers the outer one's histogram also counts fast refusals (429s), so allow either side.
+        outer_name, outer_s, lowest = f"{name}'s estimate", estimate, -1
+    return checks

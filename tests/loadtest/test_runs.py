@@ -1,4 +1,4 @@
-"""Gated Locust runs against real bot processes: the CI gate passes honestly, a slowed model fails it."""
+"""Gated Locust runs against real sidecar and bot processes: the CI gate passes honestly, a slowed model fails it."""
 
 from __future__ import annotations
 
@@ -49,29 +49,38 @@ def slow_model(tmp_path: Path) -> Iterator[str]:
     proc.stop()
 
 
-def test_the_ci_gate_holds_the_slo_and_the_bots_metrics_tell_the_truth(start_bot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    _, base = start_bot()
-    result = run_loadtest("smoke", "--host", base, "--duration", "30", results=tmp_path / "results")
+def test_the_ci_gate_holds_the_slo_and_the_metrics_tell_the_truth(start_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    stack = start_stack()
+    result = run_loadtest("smoke", *stack.loadtest_args(), "--duration", "30", results=tmp_path / "results")
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert out.splitlines()[-1].startswith("PASS: ")
-    assert "truth check passed" in out and "bot latency histogram" in out
+    assert re.search(r"^truth check passed \(6 checks: sidecar requests, sidecar 429s, bot requests, ", out, re.M)
 
     run = only_run(tmp_path / "results")
     summary = json.loads((run / "summary.json").read_text())
     served = summary["figures"]["served"]
     assert served >= 30 * 50  # the floor held over the whole run
     # Independently of the truth check: the bot counted exactly what the generator says it served.
-    assert chat_requests_counted_by(base) == served
+    assert chat_requests_counted_by(stack.bot) == served
     assert (run / "locust_stats.csv").read_text().startswith("Type,Name")
     assert "<html" in (run / "report.html").read_text().lower()
 
 
+def test_sidecar_429s_are_counted_apart_and_every_counter_still_matches(start_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    stack = start_stack(chat_limit=60)  # 100 req/s offered: about 40 % refused
+    result = run_loadtest("smoke", *stack.loadtest_args(), "--duration", "10", results=tmp_path / "results")
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((only_run(tmp_path / "results") / "summary.json").read_text())["figures"]
+    assert figures["rejected"] > 200 and figures["errors"] == 0
+    assert "truth check passed" in result.stdout
+
+
 def test_a_model_slowed_to_600_ms_fails_the_gate_with_a_one_line_reason(  # type: ignore[no-untyped-def]
-    start_bot, slow_model: str, tmp_path: Path
+    start_stack, slow_model: str, tmp_path: Path
 ) -> None:
-    _, base = start_bot({"MODEL_ENDPOINT": slow_model})
-    result = run_loadtest("smoke", "--host", base, "--duration", "10", results=tmp_path / "results")
+    stack = start_stack({"MODEL_ENDPOINT": slow_model})
+    result = run_loadtest("smoke", *stack.loadtest_args(), "--duration", "10", results=tmp_path / "results")
     assert result.returncode == 1, result.stdout + result.stderr
     reason = result.stdout.splitlines()[-1]
     match = re.fullmatch(r"FAIL: P99 (\d+\.\d{3}) ms >= 500 ms", reason)
@@ -81,10 +90,10 @@ def test_a_model_slowed_to_600_ms_fails_the_gate_with_a_one_line_reason(  # type
     assert "truth check passed" in result.stdout
 
 
-def test_the_step_profile_prints_the_knee_and_draws_rate_against_latency(start_bot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    _, base = start_bot()
+def test_the_step_profile_prints_the_knee_and_draws_rate_against_latency(start_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    stack = start_stack()
     result = run_loadtest(
-        "step", "--host", base, "--rate", "50", "--step-rate", "50", "--step-seconds", "3", "--max-rate", "150",
+        "step", *stack.loadtest_args(), "--rate", "50", "--step-rate", "50", "--step-seconds", "3", "--max-rate", "150",
         results=tmp_path / "results",
     )
     assert result.returncode == 0, result.stdout + result.stderr
