@@ -12,10 +12,8 @@ from typing import Any
 
 import yaml
 
-from monitoring.slo import ROOT
+from monitoring.generate import DASHBOARDS_JSON_DIR, RULES_DIR
 
-RULES_DIR = ROOT / "prometheus" / "rules"
-DASHBOARDS_JSON_DIR = ROOT / "dashboards" / "json"
 # The deployment guides tell operators to run this one as written.
 GUIDE_QUERIES = ("sum(rate(bot_requests_total[1m])) by (platform)",)
 

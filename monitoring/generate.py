@@ -10,7 +10,7 @@ import yaml
 
 from monitoring.dashboards import dashboard_files
 from monitoring.rules import rule_files
-from monitoring.slo import ROOT, SLO_FILE, load_slo
+from monitoring.slo import ROOT, SLO_FILE, load_slo, slo_file
 
 RULES_DIR = ROOT / "prometheus" / "rules"
 DASHBOARDS_JSON_DIR = ROOT / "dashboards" / "json"
@@ -21,17 +21,23 @@ def render_yaml(content: object) -> str:
     return _RULES_HEADER + yaml.safe_dump(content, sort_keys=False, width=100_000, allow_unicode=True)
 
 
-def generated_files(slo_file: Path = SLO_FILE) -> dict[Path, str]:
+def generated_files(source: Path = SLO_FILE) -> dict[Path, str]:
     """Every generated file's path and the text it must hold now."""
-    slo = load_slo(slo_file)
+    slo = load_slo(source)
     files = {RULES_DIR / name: render_yaml(content) for name, content in rule_files(slo).items()}
-    files.update({DASHBOARDS_JSON_DIR / name: text for name, text in dashboard_files().items()})
+    with slo_file(source):
+        files.update({DASHBOARDS_JSON_DIR / name: text for name, text in dashboard_files().items()})
     return files
 
 
 def stale_files(files: dict[Path, str]) -> list[Path]:
-    """Generated files that are missing or differ from what the generator makes now."""
-    return [path for path, text in files.items() if not path.exists() or path.read_text(encoding="utf-8") != text]
+    """Generated files that differ from what the generator makes now, are missing, or are left over."""
+    stale = [path for path, text in files.items() if not path.exists() or path.read_text(encoding="utf-8") != text]
+    leftovers = [
+        path for directory in {p.parent for p in files} for path in sorted(directory.iterdir())
+        if path.is_file() and path.suffix in (".json", ".yml") and path not in files
+    ]
+    return stale + leftovers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"out of date: {path.relative_to(ROOT)} (run make generate)", file=sys.stderr)
         return 1 if stale else 0
     for path in stale:
+        if path not in files:
+            path.unlink()
+            print(f"removed {path.relative_to(ROOT)}")
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(files[path], encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -113,8 +115,22 @@ class SLO(_Strict):
         return sorted(names, key=duration_seconds)
 
 
-def load_slo(path: Path = SLO_FILE) -> SLO:
+_selected: list[Path] = []
+
+
+@contextmanager
+def slo_file(path: Path) -> Iterator[None]:
+    """Make `load_slo()` without arguments read `path`: dashboards read their thresholds that way."""
+    _selected.append(path)
+    try:
+        yield
+    finally:
+        _selected.pop()
+
+
+def load_slo(path: Path | None = None) -> SLO:
     """Read and validate slo.yaml, naming the file and the bad key when it is wrong."""
+    path = path or (_selected[-1] if _selected else SLO_FILE)
     try:
         return SLO.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except ValidationError as exc:
