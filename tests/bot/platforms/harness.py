@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -18,7 +18,7 @@ from bot.app import create_app
 from bot.platforms.registry import load_platforms
 from bot.settings import load_settings
 from tests.bot.conftest import sample
-from tests.support.fake_platform import FakePlatformAPI
+from tests.support.fake_platform import FakePlatformAPI, Recorded
 
 
 @dataclass
@@ -40,27 +40,52 @@ class PlatformLoop:
         return generate_latest(self.registry).decode()
 
 
-async def start_loop(
-    aiohttp_client: Any,
-    aiohttp_server: Any,
-    registry: CollectorRegistry,
-    tmp_path: Path,
-    platform: str,
-    env: Callable[[str], dict[str, str]],
-    api: FakePlatformAPI,
-) -> PlatformLoop:
+class Script:
+    """The answers of one fake API route: queued (JSON, status) answers first, then `default` for ever."""
+
+    def __init__(self, api: FakePlatformAPI, method: str, path: str, default: dict[str, Any]) -> None:
+        self.default = default
+        self.queued: list[tuple[dict[str, Any], int]] = []
+        api.on(method, path, self._answer)
+
+    def then(self, payload: dict[str, Any], status: int = 200) -> Script:
+        self.queued.append((payload, status))
+        return self
+
+    def _answer(self, _request: Recorded) -> web.Response:
+        payload, status = self.queued.pop(0) if self.queued else (self.default, 200)
+        return web.json_response(payload, status=status)
+
+
+StartPlatform = Callable[[str, Callable[[str], dict[str, str]], FakePlatformAPI], Awaitable[PlatformLoop]]
+
+
+@pytest.fixture
+def api() -> FakePlatformAPI:
+    """The fake platform API; a platform's conftest scripts its routes."""
+    return FakePlatformAPI()
+
+
+@pytest.fixture
+def start_platform(
+    aiohttp_client: Any, aiohttp_server: Any, registry: CollectorRegistry, tmp_path: Path
+) -> StartPlatform:
     """Start `api`, then the bot with `env(api_base)`; the platform is found through its entry point."""
-    # The remote's own access log is not ours (it shows tokens in URLs, as a platform's logs would).
-    server = await aiohttp_server(api.app(), access_log=None)
-    base = str(server.make_url("")).rstrip("/")
-    # Short backoff: retries after a scripted fault happen within the test's patience.
-    full_env = {"BOT_DATA_DIR": str(tmp_path), "DELIVERY_BACKOFF_BASE": "0.01", "DELIVERY_BACKOFF_MAX": "0.05",
-                **env(base)}
-    platforms = load_platforms(full_env)
-    assert platform in platforms, f"{platform} is not on with {sorted(full_env)}"
-    app = create_app(load_settings(full_env), platforms=platforms, registry=registry)
-    client: TestClient = await aiohttp_client(app)
-    return PlatformLoop(client, api, registry, platform)
+
+    async def start(platform: str, env: Callable[[str], dict[str, str]], api: FakePlatformAPI) -> PlatformLoop:
+        # The remote's own access log is not ours (it shows tokens in URLs, as a platform's logs would).
+        server = await aiohttp_server(api.app(), access_log=None)
+        base = str(server.make_url("")).rstrip("/")
+        # Short backoff: retries after a scripted fault happen within the test's patience.
+        full_env = {"BOT_DATA_DIR": str(tmp_path), "DELIVERY_BACKOFF_BASE": "0.01", "DELIVERY_BACKOFF_MAX": "0.05",
+                    **env(base)}
+        platforms = load_platforms(full_env)
+        assert platform in platforms, f"{platform} is not on with {sorted(full_env)}"
+        app = create_app(load_settings(full_env), platforms=platforms, registry=registry)
+        client: TestClient = await aiohttp_client(app)
+        return PlatformLoop(client, api, registry, platform)
+
+    return start
 
 
 async def assert_rejected(loop: PlatformLoop, resp: ClientResponse, status: int, reason: str) -> dict[str, Any]:

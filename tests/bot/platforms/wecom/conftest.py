@@ -9,14 +9,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp import web
 from defusedxml.ElementTree import fromstring
-from prometheus_client import CollectorRegistry
 from wechatpy.crypto import _get_signature
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from tests.bot.platforms.harness import PlatformLoop, start_loop
-from tests.support.fake_platform import FakePlatformAPI, Recorded
+from tests.bot.platforms.harness import PlatformLoop, Script, StartPlatform
+from tests.bot.platforms.harness import api, start_platform  # noqa: F401  (fixtures)
+from tests.support.fake_platform import FakePlatformAPI
 
 DATA = Path(__file__).parent.parent / "data" / "wecom"
 OFFICIAL = json.loads((DATA / "official_samples.json").read_text())
@@ -63,42 +62,24 @@ def callback_url(query: dict[str, str]) -> str:
     return "/wecom/callback?" + urlencode(query)
 
 
-class WeComAPIScript:
-    """The fake qyapi's answers: tokens handed out in order (the last one repeats), send answers in order, then ok."""
-
-    def __init__(self, api: FakePlatformAPI) -> None:
-        self.tokens: list[dict[str, Any]] = [
-            {"errcode": 0, "errmsg": "ok", "access_token": ACCESS_TOKEN, "expires_in": 7200},
-        ]
-        self.send_answers: list[dict[str, Any]] = []
-        api.on("GET", "/cgi-bin/gettoken", self._token)
-        api.on("POST", "/cgi-bin/message/send", self._send)
-
-    def _token(self, _request: Recorded) -> web.Response:
-        return web.json_response(self.tokens.pop(0) if len(self.tokens) > 1 else self.tokens[0])
-
-    def _send(self, _request: Recorded) -> web.Response:
-        ok = {"errcode": 0, "errmsg": "ok", "invaliduser": ""}
-        return web.json_response(self.send_answers.pop(0) if self.send_answers else ok)
+@pytest.fixture
+def gettoken(api: FakePlatformAPI) -> Script:
+    return Script(api, "GET", "/cgi-bin/gettoken", token_answer(ACCESS_TOKEN))
 
 
 @pytest.fixture
-def api() -> FakePlatformAPI:
-    return FakePlatformAPI()
+def message_send(api: FakePlatformAPI) -> Script:
+    return Script(api, "POST", "/cgi-bin/message/send", {"errcode": 0, "errmsg": "ok", "invaliduser": ""})
+
+
+def token_answer(token: str, expires_in: int = 7200) -> dict[str, Any]:
+    return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in}
 
 
 @pytest.fixture
-def script(api: FakePlatformAPI) -> WeComAPIScript:
-    return WeComAPIScript(api)
-
-
-@pytest.fixture
-async def wecom(
-    aiohttp_client: Any, aiohttp_server: Any, registry: CollectorRegistry, tmp_path: Path,
-    api: FakePlatformAPI, script: WeComAPIScript,
-) -> PlatformLoop:
+async def wecom(start_platform: StartPlatform, api: FakePlatformAPI, gettoken: Script, message_send: Script) -> PlatformLoop:
     def env(base: str) -> dict[str, str]:
         return {"WECOM_CORP_ID": CORP_ID, "WECOM_AGENT_ID": AGENT_ID, "WECOM_SECRET": SECRET, "WECOM_TOKEN": TOKEN,
                 "WECOM_ENCODING_AES_KEY": AES_KEY, "WECOM_API_BASE": base}
 
-    return await start_loop(aiohttp_client, aiohttp_server, registry, tmp_path, "wecom", env, api)
+    return await start_platform("wecom", env, api)

@@ -11,11 +11,11 @@ import pytest
 from wechatpy.enterprise.crypto import WeChatCrypto
 
 from tests.bot.platforms.harness import (
-    PlatformLoop, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything, until,
+    PlatformLoop, Script, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything, until,
 )
 from tests.bot.platforms.wecom.conftest import (
-    ACCESS_TOKEN, AES_KEY, AGENT_ID, CORP_ID, DATA, OFFICIAL, SECRET, SECRETS, TOKEN, WeComAPIScript, callback_url,
-    encrypted, envelope, recorded, signed,
+    ACCESS_TOKEN, AES_KEY, AGENT_ID, CORP_ID, DATA, OFFICIAL, SECRET, SECRETS, TOKEN, callback_url,
+    encrypted, envelope, recorded, signed, token_answer,
 )
 from tests.bot.conftest import sample
 
@@ -120,11 +120,8 @@ async def test_one_token_fetch_serves_several_replies(wecom: PlatformLoop) -> No
     assert len(wecom.api.calls(GETTOKEN)) == 1
 
 
-async def test_a_token_about_to_expire_is_refreshed_before_use(wecom: PlatformLoop, script: WeComAPIScript) -> None:
-    script.tokens = [
-        {"errcode": 0, "access_token": "T-short", "expires_in": 60},  # inside the refresh margin
-        {"errcode": 0, "access_token": "T-long", "expires_in": 7200},
-    ]
+async def test_a_token_about_to_expire_is_refreshed_before_use(wecom: PlatformLoop, gettoken: Script) -> None:
+    gettoken.then(token_answer("T-short", expires_in=60)).default = token_answer("T-long")  # 60 s: inside the margin
     for n in range(3):
         await post_message(wecom, recorded("text.xml", MsgId=f"80{n}", Content=f"m{n}"))
         await wecom.api.wait_for(SEND, count=n + 1)
@@ -133,12 +130,11 @@ async def test_a_token_about_to_expire_is_refreshed_before_use(wecom: PlatformLo
 
 
 async def test_a_rejected_token_is_dropped_and_the_send_retried_with_a_new_one(
-    wecom: PlatformLoop, script: WeComAPIScript, caplog: pytest.LogCaptureFixture
+    wecom: PlatformLoop, gettoken: Script, message_send: Script, caplog: pytest.LogCaptureFixture
 ) -> None:
     capture_everything(caplog)
-    script.tokens = [{"errcode": 0, "access_token": ACCESS_TOKEN, "expires_in": 7200},
-                     {"errcode": 0, "access_token": "T-fresh", "expires_in": 7200}]
-    script.send_answers = [{"errcode": 42001, "errmsg": "access_token expired"}]
+    gettoken.then(token_answer(ACCESS_TOKEN)).default = token_answer("T-fresh")
+    message_send.then({"errcode": 42001, "errmsg": "access_token expired"})
     await post_message(wecom, recorded("text.xml"))
     await wecom.api.wait_for(SEND, count=2)
     assert [c.query["access_token"] for c in wecom.api.calls(SEND)] == [ACCESS_TOKEN, "T-fresh"]
@@ -148,14 +144,14 @@ async def test_a_rejected_token_is_dropped_and_the_send_retried_with_a_new_one(
 
 
 async def test_busy_is_retried_and_a_refusal_goes_to_the_dead_letters(
-    wecom: PlatformLoop, script: WeComAPIScript
+    wecom: PlatformLoop, message_send: Script
 ) -> None:
-    script.send_answers = [{"errcode": -1, "errmsg": "system busy"}]
+    message_send.then({"errcode": -1, "errmsg": "system busy"})
     await post_message(wecom, recorded("text.xml", MsgId="1"))
     await wecom.api.wait_for(SEND, count=2)
     await until(lambda: sample(wecom.registry, "bot_delivery_attempts_total", platform="wecom",
                                outcome="delivered") == 1)
-    script.send_answers = [{"errcode": 60020, "errmsg": "not allow to access from your ip"}]
+    message_send.then({"errcode": 60020, "errmsg": "not allow to access from your ip"})
     await post_message(wecom, recorded("text.xml", MsgId="2"))
     await until(lambda: sample(wecom.registry, "bot_dead_letters_total", platform="wecom") == 1)
     assert len(wecom.api.calls(SEND)) == 3

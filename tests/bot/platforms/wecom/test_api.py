@@ -11,7 +11,8 @@ import pytest
 
 from bot.platforms.base import DeliveryFailed
 from bot.platforms.wecom.api import ROBOT_MARKDOWN_MAX_BYTES, WeComAPI, post_group_robot
-from tests.bot.platforms.wecom.conftest import CORP_ID, SECRET, WeComAPIScript
+from tests.bot.platforms.harness import Script
+from tests.bot.platforms.wecom.conftest import CORP_ID, SECRET
 from tests.support.fake_platform import FakePlatformAPI
 from tests.support.ports import free_port
 
@@ -85,7 +86,7 @@ async def test_an_unreachable_robot_is_retryable_and_the_key_stays_out_of_the_re
 
 
 async def test_concurrent_sends_share_one_token_fetch(
-    http: aiohttp.ClientSession, api: FakePlatformAPI, base: str, script: WeComAPIScript
+    http: aiohttp.ClientSession, api: FakePlatformAPI, base: str, gettoken: Script, message_send: Script
 ) -> None:
     client = WeComAPI(http, base, CORP_ID, SECRET)
     await asyncio.gather(*(client.send_message({"touser": f"u{n}"}) for n in range(5)))
@@ -100,10 +101,10 @@ async def test_concurrent_sends_share_one_token_fetch(
     ids=["wrong-corp", "busy", "no-token-in-answer"],
 )
 async def test_a_failed_token_fetch_fails_the_send_without_the_secret(
-    http: aiohttp.ClientSession, api: FakePlatformAPI, base: str, script: WeComAPIScript,
+    http: aiohttp.ClientSession, api: FakePlatformAPI, base: str, gettoken: Script,
     answer: dict[str, Any], retryable: bool,
 ) -> None:
-    script.tokens = [answer]
+    gettoken.default = answer
     with pytest.raises(DeliveryFailed) as failure:
         await WeComAPI(http, base, CORP_ID, SECRET).send_message({"touser": "u"})
     assert failure.value.retryable is retryable
@@ -112,9 +113,9 @@ async def test_a_failed_token_fetch_fails_the_send_without_the_secret(
 
 
 async def test_a_recipient_outside_the_app_is_not_retried(
-    http: aiohttp.ClientSession, base: str, script: WeComAPIScript
+    http: aiohttp.ClientSession, base: str, gettoken: Script, message_send: Script
 ) -> None:
-    script.send_answers = [{"errcode": 0, "errmsg": "ok", "invaliduser": "ghost"}]
+    message_send.then({"errcode": 0, "errmsg": "ok", "invaliduser": "ghost"})
     with pytest.raises(DeliveryFailed) as failure:
         await WeComAPI(http, base, CORP_ID, SECRET).send_message({"touser": "ghost"})
     assert not failure.value.retryable

@@ -1,0 +1,22 @@
+"""Telegram bot settings: the TELEGRAM_* environment block."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr, field_validator
+
+from bot.platforms.base import PlatformSettings
+from bot.platforms.telegram.crypto import SECRET_TOKEN_FORMAT
+
+
+class TelegramSettings(PlatformSettings):
+    bot_token: SecretStr
+    # Required: without it anyone who learns the webhook URL could post updates.
+    secret_token: SecretStr
+    api_base: str = "https://api.telegram.org"
+
+    @field_validator("secret_token")
+    @classmethod
+    def _accepted_by_set_webhook(cls, value: SecretStr) -> SecretStr:
+        if not SECRET_TOKEN_FORMAT.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 1-256 characters from A-Z, a-z, 0-9, _ and - (what setWebhook accepts)")
+        return value
