@@ -69,8 +69,8 @@ class TelegramAdapter:
         if status == 200 and data.get("ok") is True:
             return
         code = data.get("error_code", status)
-        parameters = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
-        retry_after = parameters.get("retry_after")
+        parameters = data.get("parameters")
+        retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
         if code == 429 or status == 429:
             raise DeliveryFailed(
                 "Telegram sendMessage rate limited", retryable=True,

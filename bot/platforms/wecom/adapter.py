@@ -114,11 +114,12 @@ def query_params(raw: str) -> dict[str, str]:
 def parse_xml(data: bytes) -> Element:
     """Parse untrusted XML; a DTD (the door to XXE and entity bombs) is refused outright."""
     try:
-        return fromstring(data, forbid_dtd=True)
+        root: Element = fromstring(data, forbid_dtd=True)
     except DefusedXmlException:
         raise WebhookRejected("malformed", "XML with a DTD or entity declarations is refused") from None
     except ParseError:
         raise WebhookRejected("malformed", "body is not well-formed XML") from None
+    return root
 
 
 def _encrypt_element(body: bytes) -> str:
