@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 
 from bot.app import create_app
+from bot.messages import InboundMessage
+from bot.platforms.base import PlatformAdapter, PlatformDeps, PlatformPlugin
 from bot.platforms.registry import load_platforms
 from bot.settings import load_settings
 from tests.bot.conftest import sample
 from tests.support.fake_platform import FakePlatformAPI, Recorded
+from tests.support.ports import free_port
 
 
 @dataclass
@@ -86,6 +91,37 @@ def start_platform(
         return PlatformLoop(client, api, registry, platform)
 
     return start
+
+
+MakeAdapter = Callable[[PlatformPlugin, Callable[[str], dict[str, str]], FakePlatformAPI | None],
+                       Awaitable[PlatformAdapter]]
+
+
+@pytest.fixture
+async def make_adapter(aiohttp_server: Any) -> AsyncIterator[MakeAdapter]:
+    """An adapter on its own, for what the worker hides (retry hints, failure reasons).
+
+    Built from `env(api_base)` like the bot builds it; `api=None` points it at a port nothing listens on.
+    """
+    async with aiohttp.ClientSession() as http:
+
+        async def make(plugin: PlatformPlugin, env: Callable[[str], dict[str, str]],
+                       api: FakePlatformAPI | None) -> PlatformAdapter:
+            if api is None:
+                base = f"http://127.0.0.1:{free_port()}"
+            else:
+                base = str((await aiohttp_server(api.app(), access_log=None)).make_url("")).rstrip("/")
+            settings = plugin.load_settings(env(base))
+            assert settings is not None
+            created = plugin.create(settings, PlatformDeps(http, 300, time.time, _no_submit))
+            assert isinstance(created, PlatformAdapter)
+            return created
+
+        yield make
+
+
+async def _no_submit(platform: str, messages: Sequence[InboundMessage]) -> int:
+    raise AssertionError("adapters under test do not submit")
 
 
 async def assert_rejected(loop: PlatformLoop, resp: ClientResponse, status: int, reason: str) -> dict[str, Any]:

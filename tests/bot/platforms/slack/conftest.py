@@ -11,7 +11,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from tests.bot.platforms.harness import PlatformLoop, Script, StartPlatform
-from tests.bot.platforms.harness import api, start_platform  # noqa: F401  (fixtures)
+from tests.bot.platforms.harness import api, make_adapter, start_platform  # noqa: F401  (fixtures)
 from tests.support.fake_platform import FakePlatformAPI
 
 DATA = Path(__file__).parent.parent / "data" / "slack"
@@ -37,6 +37,11 @@ def signed(body: bytes, timestamp: int | None = None) -> dict[str, str]:
     return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature, "Content-Type": "application/json"}
 
 
+def env(base: str) -> dict[str, str]:
+    """The SLACK_* settings with the API at `base`."""
+    return {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_BASE": base}
+
+
 @pytest.fixture
 def post_message(api: FakePlatformAPI) -> Script:
     return Script(api, "POST", POST_MESSAGE, {"ok": True, "channel": "D024BE91L", "ts": "1355517524.000007"})
@@ -44,7 +49,4 @@ def post_message(api: FakePlatformAPI) -> Script:
 
 @pytest.fixture
 async def slack(start_platform: StartPlatform, api: FakePlatformAPI, post_message: Script) -> PlatformLoop:
-    def env(base: str) -> dict[str, str]:
-        return {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_API_BASE": base}
-
     return await start_platform("slack", env, api)

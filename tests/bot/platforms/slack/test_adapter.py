@@ -9,12 +9,18 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
+
+from bot.messages import InboundMessage, Reply
+from bot.platforms.base import DeliveryFailed
+from bot.platforms.slack import plugin
 
 from tests.bot.conftest import sample
 from tests.bot.platforms.harness import (
-    PlatformLoop, Script, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything, until,
+    MakeAdapter, PlatformLoop, Script, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything, until,
 )
-from tests.bot.platforms.slack.conftest import BOT_TOKEN, POST_MESSAGE, SECRETS, recorded, signed
+from tests.bot.platforms.slack.conftest import BOT_TOKEN, POST_MESSAGE, SECRETS, env, recorded, signed
+from tests.support.fake_platform import FakePlatformAPI
 
 ANSWER = "[built-in responder] turn 1: you said: "
 
@@ -167,3 +173,18 @@ async def test_an_oversized_body_is_refused(slack: PlatformLoop) -> None:
     body = orjson.dumps({"type": "event_callback", "padding": "x" * (1024 * 1024)})
     resp = await slack.client.post("/slack/events", data=io.BytesIO(body), headers=signed(body))
     await assert_rejected(slack, resp, 413, "too_large")
+
+
+REPLY = Reply(InboundMessage("slack", "D1:1.0", "D1", "U1", "hi", 0.0, {"channel": "D1", "thread_ts": None}), "hello")
+
+
+async def test_slacks_retry_after_is_honoured_and_the_token_stays_out_of_reasons(make_adapter: MakeAdapter) -> None:
+    api = FakePlatformAPI()
+    api.on("POST", POST_MESSAGE, lambda _request: web.json_response(
+        {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "30"}))
+    with pytest.raises(DeliveryFailed) as failure:
+        await (await make_adapter(plugin, env, api)).send(REPLY)
+    assert (failure.value.retryable, failure.value.retry_after) == (True, 30.0)
+    with pytest.raises(DeliveryFailed) as unreachable:
+        await (await make_adapter(plugin, env, None)).send(REPLY)
+    assert unreachable.value.retryable and BOT_TOKEN not in unreachable.value.reason

@@ -10,7 +10,7 @@ import pytest
 from telegram import Update
 
 from tests.bot.platforms.harness import PlatformLoop, Script, StartPlatform
-from tests.bot.platforms.harness import api, start_platform  # noqa: F401  (fixtures)
+from tests.bot.platforms.harness import api, make_adapter, start_platform  # noqa: F401  (fixtures)
 from tests.support.fake_platform import FakePlatformAPI
 
 DATA = Path(__file__).parent.parent / "data" / "telegram"
@@ -31,6 +31,11 @@ def recorded(name: str, **changes: Any) -> dict[str, Any]:
     return update
 
 
+def env(base: str) -> dict[str, str]:
+    """The TELEGRAM_* settings with the API at `base`."""
+    return {"TELEGRAM_BOT_TOKEN": BOT_TOKEN, "TELEGRAM_SECRET_TOKEN": SECRET_TOKEN, "TELEGRAM_API_BASE": base}
+
+
 @pytest.fixture
 def send_message(api: FakePlatformAPI) -> Script:
     return Script(api, "POST", SEND_MESSAGE, {"ok": True, "result": {"message_id": 1400}})
@@ -38,7 +43,4 @@ def send_message(api: FakePlatformAPI) -> Script:
 
 @pytest.fixture
 async def telegram(start_platform: StartPlatform, api: FakePlatformAPI, send_message: Script) -> PlatformLoop:
-    def env(base: str) -> dict[str, str]:
-        return {"TELEGRAM_BOT_TOKEN": BOT_TOKEN, "TELEGRAM_SECRET_TOKEN": SECRET_TOKEN, "TELEGRAM_API_BASE": base}
-
     return await start_platform("telegram", env, api)

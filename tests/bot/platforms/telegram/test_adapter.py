@@ -5,24 +5,22 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from telegram import Update
 
 from bot.messages import InboundMessage, Reply
-from bot.platforms.base import DeliveryFailed, PlatformDeps
-from bot.platforms.telegram.adapter import TelegramAdapter, fit_utf16
-from bot.platforms.telegram.settings import TelegramSettings
+from bot.platforms.base import DeliveryFailed
+from bot.platforms.telegram import plugin
+from bot.platforms.telegram.adapter import fit_utf16
 from tests.bot.conftest import sample
 from tests.bot.platforms.harness import (
-    PlatformLoop, Script, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything, until,
+    MakeAdapter, PlatformLoop, Script, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything, until,
 )
 from tests.bot.platforms.telegram.conftest import (
-    BOT_TOKEN, HEADERS, SECRET_TOKEN, SECRETS, SEND_MESSAGE, recorded,
+    BOT_TOKEN, HEADERS, SECRET_TOKEN, SECRETS, SEND_MESSAGE, env, recorded,
 )
 from tests.support.fake_platform import FakePlatformAPI
-from tests.support.ports import free_port
 
 
 async def post(telegram: PlatformLoop, update: dict[str, Any]) -> Any:
@@ -136,43 +134,25 @@ async def test_an_oversized_body_is_refused(telegram: PlatformLoop) -> None:
 
 # The adapter on its own, for what the worker hides: the retry hint and the failure reasons.
 
-@pytest.fixture
-async def adapter_for(aiohttp_server: Any) -> Any:
-    async with aiohttp.ClientSession() as http:
-        async def make(api: FakePlatformAPI | None) -> TelegramAdapter:
-            if api is None:
-                base = f"http://127.0.0.1:{free_port()}"  # nothing listens: the API is unreachable
-            else:
-                base = str((await aiohttp_server(api.app(), access_log=None)).make_url("")).rstrip("/")
-            settings = TelegramSettings(bot_token=BOT_TOKEN, secret_token=SECRET_TOKEN, api_base=base)
-            return TelegramAdapter(settings, PlatformDeps(http, 300, lambda: 0.0, _no_submit))
-
-        yield make
-
-
-async def _no_submit(platform: str, messages: Any) -> int:
-    raise AssertionError("not used")
-
-
 REPLY = Reply(InboundMessage("telegram", "1", "5", "5", "hi", 0.0, {"chat_id": 5, "message_id": 9}), "hello")
 
 
-async def test_the_retry_after_in_the_body_is_honoured(adapter_for: Any) -> None:
+async def test_the_retry_after_in_the_body_is_honoured(make_adapter: MakeAdapter) -> None:
     api = FakePlatformAPI()
     Script(api, "POST", SEND_MESSAGE, {}).then(
         {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 7",
          "parameters": {"retry_after": 7}}, status=429)
     with pytest.raises(DeliveryFailed) as failure:
-        await (await adapter_for(api)).send(REPLY)
+        await (await make_adapter(plugin, env, api)).send(REPLY)
     assert (failure.value.retryable, failure.value.retry_after) == (True, 7.0)
 
 
 @pytest.mark.parametrize("echoing", [True, False], ids=["api-echoes-the-path", "unreachable"])
-async def test_the_bot_token_never_reaches_a_failure_reason(adapter_for: Any, echoing: bool) -> None:
+async def test_the_bot_token_never_reaches_a_failure_reason(make_adapter: MakeAdapter, echoing: bool) -> None:
     api = FakePlatformAPI()
     Script(api, "POST", SEND_MESSAGE, {"ok": False, "error_code": 404, "description": f"Not Found: {SEND_MESSAGE}"})
     with pytest.raises(DeliveryFailed) as failure:
-        await (await adapter_for(api if echoing else None)).send(REPLY)
+        await (await make_adapter(plugin, env, api if echoing else None)).send(REPLY)
     assert BOT_TOKEN not in failure.value.reason
     assert failure.value.retryable is not echoing
 

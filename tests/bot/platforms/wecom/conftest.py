@@ -62,6 +62,12 @@ def callback_url(query: dict[str, str]) -> str:
     return "/wecom/callback?" + urlencode(query)
 
 
+def env(base: str) -> dict[str, str]:
+    """The WECOM_* settings with the API at `base`."""
+    return {"WECOM_CORP_ID": CORP_ID, "WECOM_AGENT_ID": AGENT_ID, "WECOM_SECRET": SECRET, "WECOM_TOKEN": TOKEN,
+            "WECOM_ENCODING_AES_KEY": AES_KEY, "WECOM_API_BASE": base}
+
+
 @pytest.fixture
 def gettoken(api: FakePlatformAPI) -> Script:
     return Script(api, "GET", "/cgi-bin/gettoken", token_answer(ACCESS_TOKEN))
@@ -78,8 +84,4 @@ def token_answer(token: str, expires_in: int = 7200) -> dict[str, Any]:
 
 @pytest.fixture
 async def wecom(start_platform: StartPlatform, api: FakePlatformAPI, gettoken: Script, message_send: Script) -> PlatformLoop:
-    def env(base: str) -> dict[str, str]:
-        return {"WECOM_CORP_ID": CORP_ID, "WECOM_AGENT_ID": AGENT_ID, "WECOM_SECRET": SECRET, "WECOM_TOKEN": TOKEN,
-                "WECOM_ENCODING_AES_KEY": AES_KEY, "WECOM_API_BASE": base}
-
     return await start_platform("wecom", env, api)
