@@ -20,16 +20,19 @@ from tests.support.processes import Process, python_module
 from tests.support.prometheus_server import PrometheusServer
 from tests.support.services import require_binary
 
-# Expressions over these metrics may rightly be empty today: nothing the bot runs can cause them
-# until the named part exists. They must still parse.
-PENDING: dict[str, str] = {
-    "bot_webhook_rejected_total": "no platform is enabled in the test bot; needs the platform adapters' settings",
-    "bot_duplicates_total": "counted per platform callback; no platform is enabled in the test bot",
-    "bot_ack_duration_seconds": "observed when a platform callback is acknowledged; no platform is enabled",
-    "bot_reply_duration_seconds": "observed when a reply reaches a platform; needs a platform and its API",
-    "bot_delivery_attempts_total": "counted when a reply is sent to a platform; needs a platform and its API",
-    "bot_dead_letters_total": "counted when delivery to a platform gives up; needs a platform and its API",
+# Expressions over these metrics are rightly empty in a run with no platform traffic; each must
+# still parse, and test_platform_expressions_fill_when_callbacks_arrive causes every one of them.
+NEEDS_PLATFORM_TRAFFIC: dict[str, str] = {
+    "bot_webhook_rejected_total": "only a refused platform callback creates a series",
+    "bot_duplicates_total": "only a platform re-delivering a callback creates a series",
+    "bot_ack_duration_seconds": "observed only when a platform callback is acknowledged",
+    "bot_reply_duration_seconds": "observed only when a reply reaches a platform",
+    "bot_delivery_attempts_total": "counted only when a reply is sent to a platform",
+    "bot_dead_letters_total": "counted only when delivery to a platform gives up",
 }
+# Nothing is pending: every expression can be caused by the bot and sidecar as they are today.
+PENDING: dict[str, str] = {}
+TELEGRAM = {"TELEGRAM_BOT_TOKEN": "123456:truth-test", "TELEGRAM_SECRET_TOKEN": "truth_test_secret"}
 # In a healthy run these read 0 (their error side is filled with zeros); once the bot answers 5xx
 # they must show it.
 SHOWS_5XX = re.compile(r'status=~"5\.\."|availability_errors')
@@ -59,13 +62,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("truth")
     rules = logs / "ratelimits.yaml"
     rules.write_text(RATE_LIMITS, encoding="utf-8")
-    ports = {name: free_port() for name in ("bot", "broken", "sidecar", "sidecar_admin", "edge", "edge_admin")}
+    ports = {name: free_port() for name in ("bot", "broken", "sidecar", "sidecar_admin", "edge", "edge_admin", "tg")}
     bot, broken = (f"http://127.0.0.1:{ports[name]}" for name in ("bot", "broken"))
     started: list[tuple[Process, str]] = []
     prometheus: PrometheusServer | None = None
 
-    def start(name: str, module: str, env: dict[str, str], ready: str) -> None:
-        started.append((Process(name, python_module(module), env, logs), ready))
+    def start(name: str, module: str, env: dict[str, str], ready: str, *args: str) -> None:
+        started.append((Process(name, python_module(module, *args), env, logs), ready))
 
     def sidecar_env(port: str, admin: str, upstream: str) -> dict[str, str]:
         return {
@@ -74,7 +77,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         }
 
     try:
-        start("bot", "bot", {"BOT_PORT": str(ports["bot"]), "BOT_DATA_DIR": str(logs / "bot")}, bot + "/health")
+        telegram_api = f"http://127.0.0.1:{ports['tg']}"
+        start("telegram-api", "tests.support.telegram_api", {}, telegram_api + "/health", str(ports["tg"]))
+        start(
+            "bot", "bot",
+            {"BOT_PORT": str(ports["bot"]), "BOT_DATA_DIR": str(logs / "bot"), **TELEGRAM,
+             "TELEGRAM_API_BASE": telegram_api, "DELIVERY_MAX_ATTEMPTS": "1"},
+            bot + "/health",
+        )
         start(
             "bot-broken", "bot",
             {"BOT_PORT": str(ports["broken"]), "BOT_DATA_DIR": str(logs / "broken"),
@@ -140,6 +150,10 @@ def _pending_reason(expr: str) -> str | None:
     return next((reason for metric, reason in PENDING.items() if metric in expr), None)
 
 
+def _needs_platform_traffic(expr: str) -> bool:
+    return any(metric in expr for metric in NEEDS_PLATFORM_TRAFFIC)
+
+
 def _poll(prometheus: PrometheusServer, queries: list[tuple[Expression, str]], accept, timeout: float = 30.0):
     """Query until `accept(result)` holds for every expression or time runs out; return the failures."""
     waiting = dict((query, item) for item, query in queries)
@@ -159,10 +173,10 @@ def test_every_dashboard_rule_and_alert_expression_returns_data_after_a_healthy_
     assert {400, 404, 405, 415} <= set(statuses), statuses
 
     queries = _queries()
-    checked = [(item, query) for item, query in queries if _pending_reason(query) is None]
-    pending = [(item, query) for item, query in queries if _pending_reason(query) is not None]
-    # Pending ones must still be valid PromQL: a typo would otherwise hide until the feature lands.
-    for item, query in pending:
+    checked = [(item, query) for item, query in queries if not _pending_reason(query)
+               and not _needs_platform_traffic(query)]
+    # The others must still be valid PromQL: a typo would otherwise hide until the traffic comes.
+    for item, query in queries:
         stack.prometheus.series(query)
 
     empty = _poll(stack.prometheus, checked, lambda result: len(result) > 0)
@@ -224,3 +238,47 @@ def test_rate_limit_panels_show_429s_under_the_rule_that_refused_them(stack: Sta
     assert not _poll(stack.prometheus, limited, rule_counted)
     by_rule = stack.prometheus.series("sum by (rule) (increase(sidecar_ratelimited_total[1m]))")
     assert {s["metric"]["rule"] for s in by_rule if float(s["value"][1]) > 0} == {"readiness_callers"}
+
+
+def _telegram_update(update_id: int, chat_id: int) -> dict[str, object]:
+    return {"update_id": update_id, "message": {"message_id": update_id, "date": 1_700_000_000, "text": "hello",
+            "chat": {"id": chat_id, "type": "private"}, "from": {"id": chat_id, "is_bot": False, "first_name": "T"}}}
+
+
+async def _callbacks(base: str, first_id: int, count: int) -> Counter[str]:
+    """Telegram callbacks through the sidecar: accepted, re-delivered, refused, undeliverable."""
+    outcomes: Counter[str] = Counter()
+    url = f"{base}/telegram/webhook"
+    good = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM["TELEGRAM_SECRET_TOKEN"]}
+    async with aiohttp.ClientSession() as session:
+        for update_id in range(first_id, first_id + count):
+            for kind, chat, headers in (("accepted", 42, good), ("duplicate", 42, good),
+                                        ("refused", 42, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}),
+                                        ("undeliverable", 666, good)):
+                body = _telegram_update(update_id * 10 + (kind == "undeliverable"), chat)
+                async with session.post(url, json=body, headers=headers) as resp:
+                    outcomes[f"{kind} {resp.status}"] += 1
+    return outcomes
+
+
+def test_platform_expressions_fill_when_callbacks_arrive(stack: Stack) -> None:
+    """Callbacks accepted, re-delivered and refused, replies delivered and dead-lettered: every
+    expression over platform metrics then holds a number (a counter's first sample only starts
+    its series, so a second round follows once Prometheus has seen the first)."""
+    platform_queries = [(item, query) for item, query in _queries() if _needs_platform_traffic(query)]
+    assert len(platform_queries) >= 10
+    first = asyncio.run(_callbacks(stack.entry, 1000, 1))
+    assert first == Counter({"accepted 200": 1, "duplicate 200": 1, "refused 401": 1, "undeliverable 200": 1})
+    born = [(None, metric) for metric in (
+        "bot_webhook_rejected_total", "bot_duplicates_total", "bot_dead_letters_total",
+        'bot_delivery_attempts_total{outcome="delivered"}', "bot_reply_duration_seconds_count",
+        "bot_ack_duration_seconds_count",
+    )]
+    assert not _poll(stack.prometheus, born, lambda result: len(result) > 0)
+    asyncio.run(_callbacks(stack.entry, 2000, 5))
+
+    def a_number(result: list[dict]) -> bool:
+        return any(series["value"][1] not in ("NaN", "+Inf", "-Inf") for series in result)
+
+    empty = _poll(stack.prometheus, platform_queries, a_number)
+    assert not empty, "no data for:\n" + "\n".join(f"  {item.kind} {item.source}: {q}" for q, item in empty.items())
