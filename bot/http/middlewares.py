@@ -83,16 +83,16 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 f"{request.method} {request.path} {status}",
-                extra={
-                    "http.request.method": request.method,
-                    "http.request.id": request.get(request_id_key),
-                    "url.path": request.path,
-                    "http.response.status_code": status,
-                    "event.duration": int(elapsed * 1e9),
-                    "client.ip": request.remote,
-                    "labels.platform": platform,
-                    "labels.route": route,
-                },
+                extra={"ecs": {
+                    "http": {
+                        "request": {"method": request.method, "id": request.get(request_id_key)},
+                        "response": {"status_code": status},
+                    },
+                    "url": {"path": request.path},
+                    "event": {"duration": int(elapsed * 1e9)},
+                    "client": {"ip": request.remote},
+                    "labels": {"platform": platform, "route": route},
+                }},
             )
         span.end()
         otel_context.detach(token)
