@@ -80,8 +80,12 @@ class DeliveryFailed(Exception):
 class PlatformAdapter(Protocol):
     """One chat platform: verify and decode its callbacks, acknowledge them, format and send replies."""
 
-    name: str
-    routes: Sequence[Route]
+    # Read-only members, so adapters may declare them as plain class attributes.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def routes(self) -> Sequence[Route]: ...
 
     def verify(self, request: WebhookRequest) -> None:
         """Check signature, token and timestamp window; raise WebhookRejected(reason, status=401/403).
