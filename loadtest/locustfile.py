@@ -16,12 +16,11 @@ from loadtest.conversations import Conversation
 from loadtest.platforms.base import CallbackBuilder, unique_id
 from loadtest.platforms.registry import PLATFORMS, builder
 from loadtest.record import Recorder
-from loadtest.settings import GeneratorSettings, user_class_name, weight_of
+from loadtest.settings import CHAT_ROUTE, GeneratorSettings, user_class_name, weight_of
 from loadtest.slo import load_gates
 
 SETTINGS = GeneratorSettings.from_env(os.environ)
 RECORDER = Recorder()
-CHAT_ROUTE = "/api/v1/chat"
 
 
 @events.request.add_listener

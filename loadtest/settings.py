@@ -54,6 +54,7 @@ def parse_weights(text: str) -> dict[str, int]:
     return weights
 
 
+CHAT_ROUTE = "/api/v1/chat"
 # Default share of each user class when no weights are given: mostly API traffic, some of each platform.
 DEFAULT_WEIGHTS = {"chat": 8}
 DEFAULT_PLATFORM_WEIGHT = 1

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from loadtest.record import Outcome, RunRecord
 from loadtest.scrape import LabelFilter, Snapshot, bucket_index, bucket_label, histogram_quantile
+from loadtest.settings import CHAT_ROUTE
 
 # Timings taken by different processes sharing two cores differ by scheduling delays: runs here showed
 # a generator P99 of 14-17 ms over a bot whose every request took under 5 ms. Buckets up to this bound
@@ -84,6 +85,10 @@ def check_truth(
                 lambda labels, r=route: labels.get("route") == r and labels.get("status", "").startswith("2"),
             )
             checks.append(_count_check(f"bot 2xx on {route}", ok_metric, ok_generator, "2xx by route"))
+        if any(route != CHAT_ROUTE for route in routes):
+            # Every callback carried a fresh event id: one taken for a re-delivery would go unanswered.
+            duplicates = bot.total("bot_duplicates_total")
+            checks.append(_count_check("bot duplicates", duplicates, 0, "bot_duplicates_total delta for unique events"))
     checks += _histogram_chain(record, bot, sidecar, on_routes, objective)
     return TruthReport(checks)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,10 +19,12 @@ from tests.support.processes import ROOT, Process, python_module
 pytestmark = pytest.mark.slow
 
 
-def run_loadtest(*args: str, results: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_loadtest(
+    *args: str, results: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603
         [sys.executable, "-m", "loadtest", *args, "--results", str(results)],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False, env={**os.environ, **(env or {})},
     )
 
 
@@ -47,6 +50,28 @@ def slow_model(tmp_path: Path) -> Iterator[str]:
     proc.wait_http(f"http://127.0.0.1:{port}/v1/models")
     yield f"http://127.0.0.1:{port}/v1"
     proc.stop()
+
+
+@pytest.fixture
+def platforms_on(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Every platform's settings (the bot and the generator share them), their APIs served locally."""
+    port = free_port()
+    api = Process(f"platform-apis-{port}", python_module("tests.loadtest.fake_platforms", str(port)), {}, tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    api.wait_http(base + "/_calls")
+    yield {
+        "FEISHU_APP_ID": "cli_load", "FEISHU_APP_SECRET": "fs-secret", "FEISHU_VERIFICATION_TOKEN": "fs-token",
+        "FEISHU_ENCRYPT_KEY": "fs-encrypt-key", "FEISHU_API_BASE": base,
+        "DINGTALK_APP_KEY": "dingload", "DINGTALK_APP_SECRET": "ding-secret", "DINGTALK_API_BASE": base,
+        "DINGTALK_SESSION_WEBHOOK_HOSTS": "127.0.0.1",
+        "WECOM_CORP_ID": "wwload", "WECOM_AGENT_ID": "1000002", "WECOM_SECRET": "wc-secret", "WECOM_TOKEN": "wc-token",
+        "WECOM_ENCODING_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "WECOM_API_BASE": base,
+        "QQ_APP_ID": "102000", "QQ_APP_SECRET": "qq-secret-for-load", "QQ_API_BASE": base,
+        "QQ_TOKEN_URL": base + "/app/getAppAccessToken",
+        "SLACK_SIGNING_SECRET": "slack-secret", "SLACK_BOT_TOKEN": "xoxb-load", "SLACK_API_BASE": base,
+        "TELEGRAM_BOT_TOKEN": "123:load", "TELEGRAM_SECRET_TOKEN": "tg-secret_1", "TELEGRAM_API_BASE": base,
+    }
+    api.stop()
 
 
 def test_the_ci_gate_holds_the_slo_and_the_metrics_tell_the_truth(start_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -112,3 +137,21 @@ def test_the_soak_profile_reports_the_bots_memory_and_open_files(start_bot, tmp_
         r"^bot resources: start RSS \d+\.\d MiB, \d+ open files; end RSS \d+\.\d MiB, \d+ open files$",
         result.stdout, re.M,
     )
+
+
+def test_signed_callbacks_of_every_platform_join_the_gated_run(  # type: ignore[no-untyped-def]
+    start_stack, platforms_on: dict[str, str], tmp_path: Path
+) -> None:
+    stack = start_stack(platforms_on)
+    result = run_loadtest("smoke", *stack.loadtest_args(), "--duration", "15", "--weights", "chat=4",
+                          results=tmp_path / "results", env=platforms_on)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "users: ChatUser, FeishuUser, DingtalkUser, WecomUser, QqUser, SlackUser, TelegramUser;" in result.stdout
+    for route in ("/feishu/event", "/dingtalk/callback", "/wecom/callback", "/qq/callback", "/slack/events",
+                  "/telegram/webhook"):
+        assert f"bot 2xx on {route}" in result.stdout
+    assert "bot duplicates" in result.stdout
+    with urllib.request.urlopen(platforms_on["SLACK_API_BASE"] + "/_calls", timeout=5) as resp:
+        calls = json.loads(resp.read())
+    # The bot answered through each platform's API: Feishu, DingTalk, WeCom, QQ, Slack, Telegram.
+    assert {"open-apis", "robot", "cgi-bin", "v2", "api", "bot123:load"} <= set(calls)

@@ -115,3 +115,17 @@ def test_through_the_sidecar_each_histogram_is_held_to_the_layer_just_outside_it
     # A sidecar whose histogram says 30 ms while the client saw 140 hides time somewhere.
     report = check_truth(run, bot, sidecar_delta(100, 0, latency_s=0.03), 0.99)
     assert "sidecar latency histogram: estimate 49.8 ms in (0.025 s, 0.05 s], generator's exact 140.000 ms" in report.line()
+
+
+def test_a_unique_callback_taken_for_a_duplicate_fails_the_run() -> None:
+    rec = Recorder()
+    for i in range(10):
+        rec.add("/feishu/event", 200, 4.0, float(i), None)
+    labels = (("method", "POST"), ("platform", "feishu"), ("route", "/feishu/event"), ("status", "200"))
+    bot = Snapshot({
+        ("bot_requests_total", labels): 10.0,
+        ("bot_duplicates_total", (("platform", "feishu"),)): 1.0,
+        **histogram("bot_request_duration_seconds", [0.004] * 10, (("platform", "feishu"), ("route", "/feishu/event"))),
+    })
+    report = check_truth(rec.as_record(), bot, None, 0.99)
+    assert "bot duplicates: bot_duplicates_total delta for unique events: metrics 1, generator 0" in report.line()
