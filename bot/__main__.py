@@ -26,11 +26,12 @@ async def serve(settings: Settings, platforms: dict[str, EnabledPlatform]) -> No
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.http.limits import LimitedSite
 
     app = create_app(settings, platforms=platforms)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.bot_shutdown_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, settings.bot_host, settings.bot_port, backlog=1024)
+    site = LimitedSite(runner, settings)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

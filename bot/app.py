@@ -22,6 +22,7 @@ from bot.delivery.retry import RetryPolicy
 from bot.delivery.store import open_inbound_queue
 from bot.delivery.worker import DeliveryWorkers
 from bot.health import Readiness
+from bot.http.limits import body_deadline_middleware
 from bot.http.middlewares import error_middleware, request_id_middleware, telemetry_middleware
 from bot.http.routes import setup_routes
 from bot.http.webhooks import setup_webhook_routes
@@ -67,6 +68,7 @@ def create_app(
     if settings.telemetry_enabled:
         middlewares.append(telemetry_middleware)
     middlewares.append(error_middleware)
+    middlewares.append(body_deadline_middleware(settings.bot_read_timeout))
     app = web.Application(middlewares=middlewares, client_max_size=settings.bot_max_body_bytes)
     app[settings_key] = settings
     app[metrics_key] = BotMetrics(registry, default_collectors=registry is None)

@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     bot_max_body_bytes: int = Field(1024 * 1024, ge=1024)
     bot_shutdown_timeout: float = Field(10.0, ge=0)
     bot_data_dir: str = "var"
+    # Limits against slow or greedy clients (bot/http/limits.py).
+    bot_max_connections: int = Field(1000, ge=1)
+    bot_backlog: int = Field(1024, ge=1)
+    # Longer than the keep-alive of pooled clients in front (aiohttp's 15 s), so they close first.
+    bot_keepalive_timeout: float = Field(30.0, gt=0)
+    bot_read_timeout: float = Field(30.0, gt=0)
+    bot_max_line_size: int = Field(8190, ge=256)
+    bot_max_field_size: int = Field(8190, ge=256)
+    bot_max_headers: int = Field(128, ge=8)
 
     telemetry_enabled: bool = True
     otel_exporter_otlp_endpoint: str | None = None
