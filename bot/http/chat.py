@@ -14,7 +14,8 @@ from bot.errors import MessageTooLong, PayloadInvalid, PayloadTooLarge, Unauthor
 from bot.http.responses import json_response
 from bot.keys import conversation_key, request_id_key, settings_key
 
-_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SESSION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+_SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 
 def authorize(request: web.Request, keys: tuple[str, ...]) -> None:
@@ -56,7 +57,8 @@ def optional_id(body: dict[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise PayloadInvalid(f"{name} must be a string")
-    if not _SESSION_ID.match(value):
+    # fullmatch: `$` alone would let a trailing newline through.
+    if not _SESSION_ID.fullmatch(value):
         raise PayloadInvalid(f"{name} must be 1-128 characters of A-Z a-z 0-9 . _ : -")
     return value
 

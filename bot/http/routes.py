@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.http import chat, health
+from bot.http import chat, health, openapi
 from bot.keys import route_platforms_key
 
 
@@ -16,4 +16,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/ready", health.ready)
     app.router.add_get("/metrics", health.metrics_handler(app))
     app.router.add_post("/api/v1/chat", chat.chat)
+    app.router.add_get("/openapi.json", openapi.openapi_document)
     app[route_platforms_key]["/api/v1/chat"] = "api"
