@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -30,8 +29,6 @@ NEEDS_PLATFORM_TRAFFIC: dict[str, str] = {
     "bot_delivery_attempts_total": "counted only when a reply is sent to a platform",
     "bot_dead_letters_total": "counted only when delivery to a platform gives up",
 }
-# Nothing is pending: every expression can be caused by the bot and sidecar as they are today.
-PENDING: dict[str, str] = {}
 TELEGRAM = {"TELEGRAM_BOT_TOKEN": "123456:truth-test", "TELEGRAM_SECRET_TOKEN": "truth_test_secret"}
 # In a healthy run these read 0 (their error side is filled with zeros); once the bot answers 5xx
 # they must show it.
@@ -146,10 +143,6 @@ def _queries() -> list[tuple[Expression, str]]:
     return [(item, expand_variables(item.expr, RATE_INTERVAL)) for item in all_expressions()]
 
 
-def _pending_reason(expr: str) -> str | None:
-    return next((reason for metric, reason in PENDING.items() if metric in expr), None)
-
-
 def _needs_platform_traffic(expr: str) -> bool:
     return any(metric in expr for metric in NEEDS_PLATFORM_TRAFFIC)
 
@@ -173,8 +166,7 @@ def test_every_dashboard_rule_and_alert_expression_returns_data_after_a_healthy_
     assert {400, 404, 405, 415} <= set(statuses), statuses
 
     queries = _queries()
-    checked = [(item, query) for item, query in queries if not _pending_reason(query)
-               and not _needs_platform_traffic(query)]
+    checked = [(item, query) for item, query in queries if not _needs_platform_traffic(query)]
     # The others must still be valid PromQL: a typo would otherwise hide until the traffic comes.
     for item, query in queries:
         stack.prometheus.series(query)
@@ -205,7 +197,7 @@ def test_error_expressions_show_5xx_when_the_model_endpoint_is_down(stack: Stack
     statuses = asyncio.run(_send(stack.broken_entry, 40, user_prefix="broken"))
     assert statuses[503] == 40, statuses
 
-    showing = [(item, query) for item, query in _queries() if SHOWS_5XX.search(query) and not _pending_reason(query)]
+    showing = [(item, query) for item, query in _queries() if SHOWS_5XX.search(query)]
     assert len(showing) > 10
 
     def above_zero(result: list[dict]) -> bool:
