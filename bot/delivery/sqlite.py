@@ -18,6 +18,7 @@ from bot.errors import DependencyUnavailable
 from bot.messages import InboundMessage
 
 T = TypeVar("T")
+_SWEEP_EVERY = 1000  # admissions between sweeps of expired de-duplication marks
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (
@@ -109,6 +110,9 @@ class SQLiteQueue:
                 (uuid.uuid4().hex, self._seq, orjson.dumps(message_to_dict(message)).decode(), traceparent,
                  now, now, now),
             )
+            if self._seq % _SWEEP_EVERY == 0:
+                # Expired marks would otherwise stay forever: only a re-delivery of the same id removes one.
+                db.execute("DELETE FROM seen WHERE expires_at <= ?", (now,))
             db.execute("COMMIT")
             return True
         except BaseException:

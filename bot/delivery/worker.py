@@ -53,6 +53,7 @@ class DeliveryWorkers:
         self._tasks: list[asyncio.Task[None]] = []
         self._reporter: asyncio.Task[None] | None = None
         self._stopping = False
+        self._queue_down = False
 
     def notify(self) -> None:
         """A message was admitted: wake an idle worker now rather than at the next poll."""
@@ -80,8 +81,10 @@ class DeliveryWorkers:
             try:
                 job = await self.queue.claim(self.lease_seconds)
             except DependencyUnavailable as exc:
-                log.warning("queue unavailable, will retry: %s", exc.message)
+                self._queue_state(down=True, reason=exc.message)
                 job = None
+            else:
+                self._queue_state(down=False)
             if job is None:
                 if self._stopping:
                     return
@@ -94,6 +97,16 @@ class DeliveryWorkers:
             except Exception:
                 # A bug must not kill the worker; the lease expires and the job is retried.
                 log.exception("delivery worker failed on a job")
+
+    def _queue_state(self, *, down: bool, reason: str = "") -> None:
+        # Logged on change only: every worker polls, and an outage would otherwise flood the logs.
+        if down == self._queue_down:
+            return
+        self._queue_down = down
+        if down:
+            log.warning("queue unavailable, workers keep retrying: %s", reason)
+        else:
+            log.info("queue available again, delivery resumes")
 
     async def process(self, job: Job) -> None:
         """Answer one job: reuse a saved reply, else ask the model; then send, retry or bury."""
