@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         uvloop.run(serve(settings, platforms))
+    except ConfigError as exc:
+        # Settings that only the wiring can judge (e.g. ALERTS_PLATFORM) fail here, still without a traceback.
+        log.error("botwatch: %s", exc.message)
+        return 2
     finally:
         listener.stop()
     return 0

@@ -21,6 +21,7 @@ from bot.delivery.base import InboundQueue
 from bot.delivery.retry import RetryPolicy
 from bot.delivery.store import open_inbound_queue
 from bot.delivery.worker import DeliveryWorkers
+from bot.errors import ConfigError
 from bot.health import Readiness
 from bot.http.limits import body_deadline_middleware
 from bot.http.middlewares import error_middleware, request_id_middleware, telemetry_middleware
@@ -29,6 +30,7 @@ from bot.http.webhooks import setup_webhook_routes
 from bot.intake import Intake
 from bot.keys import (
     access_log_key,
+    alert_sink_key,
     adapters_key,
     intake_key,
     queue_key,
@@ -45,7 +47,8 @@ from bot.keys import (
     tracer_key,
 )
 from bot.messages import InboundMessage
-from bot.platforms.base import EnabledPlatform, PlatformAdapter, PlatformDeps
+from bot.platforms.base import EnabledPlatform, GroupRobot, PlatformAdapter, PlatformDeps
+from bot.platforms.registry import discover_plugins
 from bot.sessions.base import SessionStore
 from bot.sessions.memory import MemorySessionStore
 from bot.settings import Settings
@@ -86,9 +89,21 @@ def create_app(
     app.cleanup_ctx.append(_conversation)
     app.cleanup_ctx.append(_inbound_queue(queue))
     app.cleanup_ctx.append(_platforms(platforms))
+    if settings.alerts_webhook_url is not None:
+        app[alert_sink_key] = _group_robot(settings.alerts_platform)
     setup_routes(app)
     setup_webhook_routes(app, platforms)
     return app
+
+
+def _group_robot(platform: str | None) -> GroupRobot:
+    """The group-robot sender of the platform named by ALERTS_PLATFORM, checked at start-up."""
+    plugins = discover_plugins()
+    robots = sorted(name for name, plugin in plugins.items() if plugin.group_robot is not None)
+    plugin = plugins.get(platform or "")
+    if plugin is None or plugin.group_robot is None:
+        raise ConfigError(f"ALERTS_PLATFORM must be one of {', '.join(robots) or '(none installed)'}")
+    return plugin.group_robot
 
 
 async def _tracing(app: web.Application) -> AsyncIterator[None]:

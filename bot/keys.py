@@ -14,7 +14,7 @@ from bot.delivery.base import InboundQueue
 from bot.delivery.worker import DeliveryWorkers
 from bot.health import Readiness
 from bot.intake import Intake
-from bot.platforms.base import PlatformAdapter
+from bot.platforms.base import GroupRobot, PlatformAdapter
 from bot.sessions.base import SessionStore
 from bot.settings import Settings
 from bot.telemetry.metrics import BotMetrics
@@ -33,6 +33,7 @@ access_log_key = web.AppKey("access_log", logging.Logger)
 queue_key = web.AppKey("queue", InboundQueue)
 adapters_key = web.AppKey("adapters", dict[str, PlatformAdapter])
 intake_key = web.AppKey("intake", Intake)
+alert_sink_key = web.AppKey("alert_sink", GroupRobot)
 workers_key = web.AppKey("workers", DeliveryWorkers)
 
 request_id_key = web.RequestKey("request_id", str)

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     # Longer than the slowest model call plus send: a job held past it is taken over by another worker.
     delivery_lease_seconds: float = Field(120.0, gt=0)
 
+    # Alertmanager webhook receiver: alerts go to an IM group robot of this platform.
+    alerts_platform: str | None = None
+    alerts_webhook_url: SecretStr | None = None
+    alerts_secret: SecretStr | None = None
+    alerts_receiver_token: SecretStr | None = None
+
     redis_url: SecretStr | None = None
     session_ttl_seconds: int = Field(1800, ge=1)
     session_max_entries: int = Field(10000, ge=1)
@@ -83,7 +89,10 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("model_api_key", "redis_url", mode="before")
+    @field_validator(
+        "model_api_key", "redis_url", "alerts_platform", "alerts_webhook_url", "alerts_secret",
+        "alerts_receiver_token", mode="before",
+    )
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:
         return None if value == "" else value

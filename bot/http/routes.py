@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.http import chat, health, openapi
-from bot.keys import route_platforms_key
+from bot.http import alerts, chat, health, openapi
+from bot.keys import route_platforms_key, settings_key
 
 
 def setup_routes(app: web.Application) -> None:
@@ -18,3 +18,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/chat", chat.chat)
     app.router.add_get("/openapi.json", openapi.openapi_document)
     app[route_platforms_key]["/api/v1/chat"] = "api"
+    if app[settings_key].alerts_webhook_url is not None:
+        app.router.add_post("/alerts/alertmanager", alerts.alertmanager)
+        app[route_platforms_key]["/alerts/alertmanager"] = "alerts"

@@ -160,6 +160,19 @@ class PlatformSettings(BaseModel):
     __str__ = __repr__
 
 
+@dataclass(frozen=True, slots=True)
+class GroupMessage:
+    """A message for an IM group's incoming-webhook robot (operators' alert channel)."""
+
+    webhook_url: str
+    title: str
+    markdown: str
+    secret: str | None = None  # the robot's signing secret, where the platform has one
+
+
+GroupRobot = Callable[[aiohttp.ClientSession, GroupMessage], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class PlatformPlugin:
     """A platform's registration: its env prefix, settings type, required fields and factory."""
@@ -170,6 +183,8 @@ class PlatformPlugin:
     required: tuple[str, ...]  # fields without which the platform is off
     routes: tuple[Route, ...]  # registered only when the platform is on
     create: Callable[[Any, PlatformDeps], PlatformAdapter | Awaitable[PlatformAdapter]]
+    # Posts to a group robot webhook, raising DeliveryFailed; None when the platform has none.
+    group_robot: GroupRobot | None = None
 
     def load_settings(self, environ: Mapping[str, str]) -> PlatformSettings | None:
         """The platform's typed block, None when it is off; a partial configuration fails naming what is missing."""

@@ -67,6 +67,10 @@ class BotMetrics:
         self.dead_letters = Counter(
             "bot_dead_letters", "Replies given up on after the last attempt.", ("platform",), registry=r,
         )
+        self.alerts_forwarded = Counter(
+            "bot_alerts_forwarded", "Alertmanager notifications forwarded to an IM group.",
+            ("platform", "outcome"), registry=r,
+        )
         self.sessions_active = Gauge("bot_sessions_active", "Sessions held in memory.", registry=r)
         self.build_info = Info("bot_build", "Version of the running bot.", registry=r)
         self.build_info.info({"version": __version__})

@@ -1,8 +1,16 @@
 """WeCom (企业微信) self-built app: encrypted XML callbacks answered through message/send."""
 
-from bot.platforms.base import PlatformPlugin
+import aiohttp
+
+from bot.platforms.base import GroupMessage, PlatformPlugin
 from bot.platforms.wecom.adapter import WeComAdapter
+from bot.platforms.wecom.api import post_group_robot
 from bot.platforms.wecom.settings import WeComSettings
+
+
+async def _group_robot(http: aiohttp.ClientSession, message: GroupMessage) -> None:
+    await post_group_robot(http, message.webhook_url, message.markdown, markdown=True)
+
 
 plugin = PlatformPlugin(
     name="wecom",
@@ -11,4 +19,5 @@ plugin = PlatformPlugin(
     required=("corp_id", "agent_id", "secret", "token", "encoding_aes_key"),
     routes=WeComAdapter.routes,
     create=WeComAdapter,
+    group_robot=_group_robot,
 )
