@@ -45,7 +45,7 @@ class EcsFormatter(ecs_logging.StdlibFormatter):
     def format(self, record: logging.LogRecord) -> str:
         document = record.__dict__.get("ecs")
         if document is None:
-            return orjson.dumps(self.format_to_ecs(record), default=str).decode()
+            return super().format(record)
         line: dict[str, Any] = {
             "@timestamp": _iso_millis(record.created),
             "log.level": record.levelname.lower(),
