@@ -48,13 +48,14 @@ def knee_line(steps: list[StepResult], gates: Gates) -> str:
     name = gates.percentile_name
     broke = next((s for s in steps if not s.held), None)
     after = (
-        f"; at {broke.achieved_rps:.0f} req/s {name} was {broke.percentile_ms:.1f} ms and errors"
-        f" {broke.error_ratio:.2%}" if broke else "; no step broke a gate (raise --max-rate)"
+        f"; offering {broke.offered_rps:.0f} req/s ({broke.achieved_rps:.0f} achieved) {name} was"
+        f" {broke.percentile_ms:.1f} ms and errors {broke.error_ratio:.2%}" if broke
+        else "; no step broke a gate (raise --max-rate)"
     )
     if best is None:
         return f"knee: below the first step ({steps[0].offered_rps:.0f} req/s offered)" + after if steps else "knee: no step ran"
     return (
-        f"knee: {best.achieved_rps:.0f} req/s ({name} {best.percentile_ms:.1f} ms,"
+        f"knee: {best.achieved_rps:.0f} req/s (offered {best.offered_rps:.0f}; {name} {best.percentile_ms:.1f} ms,"
         f" errors {best.error_ratio:.2%})" + after
     )
 
@@ -66,12 +67,14 @@ def draw(steps: list[StepResult], gates: Gates, path: Path) -> None:
     matplotlib.use("Agg")  # no display: the chart goes to a file
     import matplotlib.pyplot as plt
 
-    rates = [s.achieved_rps for s in steps]
+    # The offered rate is what the run controls, so it orders the points; under overload the achieved
+    # rate falls back, and plotting against it would fold the curve onto itself.
+    rates = [s.offered_rps for s in steps]
     fig, latency_axis = plt.subplots(figsize=(9, 5), dpi=110)
     latency_axis.plot(rates, [s.percentile_ms for s in steps], "o-", color="tab:blue", label=gates.percentile_name)
     latency_axis.axhline(gates.latency_threshold_s * 1000, color="tab:blue", linestyle="--", linewidth=1,
                          label=f"{gates.percentile_name} gate ({gates.latency_threshold_s * 1000:g} ms)")
-    latency_axis.set_xlabel("achieved rate (req/s)")
+    latency_axis.set_xlabel("offered rate (req/s)")
     latency_axis.set_ylabel(f"{gates.percentile_name} latency (ms)", color="tab:blue")
     error_axis = latency_axis.twinx()
     error_axis.plot(rates, [s.error_ratio * 100 for s in steps], "s-", color="tab:red", label="error ratio")
@@ -81,11 +84,14 @@ def draw(steps: list[StepResult], gates: Gates, path: Path) -> None:
     error_axis.set_ylim(bottom=0, top=max(gates.max_error_ratio * 200, *(s.error_ratio * 110 for s in steps)))
     best = knee(steps)
     if best is not None:
-        latency_axis.axvline(best.achieved_rps, color="tab:green", linewidth=1.5,
-                             label=f"knee {best.achieved_rps:.0f} req/s")
+        latency_axis.axvline(best.offered_rps, color="tab:green", linewidth=1.5,
+                             label=f"knee: {best.achieved_rps:.0f} req/s achieved")
+    for s in steps:
+        latency_axis.annotate(f"{s.achieved_rps:.0f}", (s.offered_rps, s.percentile_ms), textcoords="offset points",
+                              xytext=(0, 6), ha="center", fontsize="x-small", color="tab:gray")
     handles = latency_axis.get_legend_handles_labels()[0] + error_axis.get_legend_handles_labels()[0]
     latency_axis.legend(handles=handles, loc="upper left", fontsize="small")
-    latency_axis.set_title("botwatch step load: rate against latency and errors")
+    latency_axis.set_title("botwatch step load: rate against latency and errors (grey: achieved req/s)")
     latency_axis.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)

@@ -122,7 +122,8 @@ def test_the_step_profile_prints_the_knee_and_draws_rate_against_latency(start_s
         results=tmp_path / "results",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"^knee: \d+ req/s \(P99 \d+\.\d ms, errors 0\.00%\); no step broke a gate", result.stdout, re.M)
+    assert re.search(r"^knee: \d+ req/s \(offered 150; P99 \d+\.\d ms, errors 0\.00%\); no step broke a gate",
+                     result.stdout, re.M)
     run = only_run(tmp_path / "results")
     steps = json.loads((run / "summary.json").read_text())["steps"]
     assert [s["offered_rps"] for s in steps] == [50, 100, 150]

@@ -19,8 +19,8 @@ def test_the_knee_is_the_last_step_before_the_first_broken_one() -> None:
     steps = [step(100, 5), step(200, 8), step(300, 620), step(400, 30)]
     assert knee(steps) == steps[1]
     line = knee_line(steps, GATES)
-    assert line.startswith("knee: 196 req/s (P99 8.0 ms, errors 0.00%)")
-    assert "at 294 req/s P99 was 620.0 ms" in line
+    assert line.startswith("knee: 196 req/s (offered 200; P99 8.0 ms, errors 0.00%)")
+    assert "offering 300 req/s (294 achieved) P99 was 620.0 ms" in line
 
 
 def test_errors_alone_also_end_the_climb() -> None:
