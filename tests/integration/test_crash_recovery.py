@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,13 +13,6 @@ from aiohttp import web
 from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric
 from tests.support.fake_model import FakeModel
 from tests.support.fake_platform import FakePlatformAPI, Recorded
-
-
-@pytest.fixture
-async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
-    processes = BotProcesses(tmp_path)
-    yield processes
-    await asyncio.to_thread(processes.stop_all)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

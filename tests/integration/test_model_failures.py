@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 
 from bot.delivery.worker import FALLBACK_REPLY
 from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric
 from tests.support.fake_model import FakeModel
 from tests.support.fake_platform import FakePlatformAPI
-
-
-@pytest.fixture
-async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
-    processes = BotProcesses(tmp_path)
-    yield processes
-    await asyncio.to_thread(processes.stop_all)
 
 
 async def test_a_failing_model_opens_the_circuit_and_every_user_gets_the_fallback_reply(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +11,6 @@ import pytest
 
 from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric, run_dlq
 from tests.support.fake_platform import FakePlatformAPI
-
-
-@pytest.fixture
-async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
-    processes = BotProcesses(tmp_path)
-    yield processes
-    await asyncio.to_thread(processes.stop_all)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

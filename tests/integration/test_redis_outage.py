@@ -26,13 +26,6 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
     await asyncio.to_thread(server.stop)
 
 
-@pytest.fixture
-async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
-    processes = BotProcesses(tmp_path)
-    yield processes
-    await asyncio.to_thread(processes.stop_all)
-
-
 def event(event_id: str) -> bytes:
     return orjson.dumps({"id": event_id, "chat": "c-1", "user": "u-1", "text": f"text of {event_id}"})
 

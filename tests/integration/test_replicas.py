@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 import redis
 
 from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric
 from tests.support.fake_platform import FakePlatformAPI
-
-
-@pytest.fixture
-async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
-    processes = BotProcesses(tmp_path)
-    yield processes
-    await asyncio.to_thread(processes.stop_all)
 
 
 async def test_the_same_events_sent_to_both_replicas_at_once_are_answered_once_each(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.hostile import encode, json_values, odd_text
 from tests.support.ports import free_port
 from tests.support.processes import Process, python_module
 from tests.support.raw_http import Answer, assert_clean_rejection_or_success, exchange
@@ -42,19 +42,6 @@ def chat(base: str, body: bytes, content_type: str = "application/json", headers
     answer = exchange(base, "POST", "/api/v1/chat", body, {"Content-Type": content_type, **AUTH, **(headers or {})})
     assert_clean_rejection_or_success(answer)
     return answer
-
-
-odd_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=64)
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | odd_text,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4),
-    max_leaves=30,
-)
-
-
-def encode(value: Any) -> bytes:
-    # ensure_ascii turns lone surrogates into \ud800-style escapes, as a hostile client could send them.
-    return json.dumps(value, ensure_ascii=True).encode()
 
 
 @FUZZ

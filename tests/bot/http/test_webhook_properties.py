@@ -2,12 +2,11 @@
 
 Adding a platform is one entry in TARGETS: the environment that switches it on, and a strategy of
 requests reaching its verifier and decoder (valid credentials around hostile bodies, and hostile
-everything). The shared strategies below (bytes, JSON, deep nesting, XML bombs) are there to reuse.
+everything). tests/support/hostile.py has shared material (bytes, JSON, deep nesting, XML bombs).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.hostile import encode, hostile_bodies, json_values
 from tests.support.ports import free_port
 from tests.support.processes import Process, python_module
 from tests.support.raw_http import assert_clean_rejection_or_success, exchange
@@ -40,32 +40,10 @@ class FuzzTarget:
     requests: st.SearchStrategy[FuzzRequest] = field(repr=False)
 
 
-# Shared hostile material.
-odd_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=64)
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | odd_text,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4),
-    max_leaves=30,
-)
-XML_BOMB = (
-    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-    + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
-    + b"]><xml><Encrypt>&lol9;</Encrypt></xml>"
-)
-XXE = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><Encrypt>&xxe;</Encrypt></xml>'
-hostile_bodies = st.one_of(
-    st.binary(max_size=4096),
-    json_values.map(lambda v: json.dumps(v, ensure_ascii=True).encode()),
-    st.integers(1, 100_000).map(lambda n: b"[" * n + b"]" * n),
-    st.integers(1, 100_000).map(lambda n: b'{"a":' * n),
-    st.sampled_from([XML_BOMB, XXE, b"", b"\x00" * 64, b"{}" * 40_000]),
-)
-
-
 def _example_requests() -> st.SearchStrategy[FuzzRequest]:
     token = st.sampled_from(["example-fuzz-token", "", "wrong", "example-fuzz-token\u00e9"])
     fields = st.fixed_dictionaries({}, optional={name: json_values for name in ("id", "chat", "user", "text", "type")})
-    bodies = st.one_of(hostile_bodies, fields.map(lambda d: json.dumps(d, ensure_ascii=True).encode()))
+    bodies = st.one_of(hostile_bodies, fields.map(encode))
     return st.builds(
         lambda tok, body, ctype: FuzzRequest(
             "POST", "/example/hook",
