@@ -1,0 +1,160 @@
+"""Feishu/Lark event callbacks: verify, decrypt, parse `im.message.receive_v1`, acknowledge, reply."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import orjson
+
+from bot.errors import WebhookRejected
+from bot.messages import InboundMessage, Reply
+from bot.platforms.base import Decoded, PlatformDeps, Route, WebhookRequest, WebhookResponse
+from bot.platforms.checks import json_object, require_fresh, secrets_match
+from bot.platforms.feishu.api import FeishuAPI
+from bot.platforms.feishu.crypto import DecryptError, callback_signature, decrypt
+from bot.platforms.feishu.settings import FeishuSettings
+
+ACK = WebhookResponse(body=b'{"msg":"success"}')
+# Placeholders Feishu puts in the text for each @-mention ("@_user_1"); the names live in `mentions`.
+_MENTION = re.compile(r"@_user_\d+|@_all")
+# Fixed, so a re-sent reply carries the same `uuid` and Feishu drops the copy (its window is 1 h).
+_REPLY_NAMESPACE = uuid.UUID("6f1c0e52-4a57-4d0e-9a34-0d1f6a0b7e21")
+
+
+def reply_uuid(event_id: str) -> str:
+    """The reply's idempotency key, derived from the event id (at most 50 characters)."""
+    return str(uuid.uuid5(_REPLY_NAMESPACE, f"feishu:{event_id}"))
+
+
+def strip_mentions(text: str, keys: list[str]) -> str:
+    for key in sorted(keys, key=len, reverse=True):
+        text = text.replace(key, " ")
+    return " ".join(_MENTION.sub(" ", text).split())
+
+
+class FeishuAdapter:
+    """POST /feishu/event: schema 2.0 events (and v1 `message` events) of one Feishu or Lark app."""
+
+    name = "feishu"
+    routes = (Route("POST", "/feishu/event"),)
+
+    def __init__(self, settings: FeishuSettings, deps: PlatformDeps) -> None:
+        self.settings = settings
+        self.deps = deps
+        self._token = settings.verification_token.get_secret_value()
+        self._encrypt_key = settings.encrypt_key.get_secret_value() if settings.encrypt_key else None
+        self.api = FeishuAPI(
+            deps.http, settings.api_base, settings.app_id, settings.app_secret.get_secret_value(), deps.clock
+        )
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Check X-Lark-Signature and its timestamp when present.
+
+        Feishu signs only when an Encrypt Key is set, and may leave the URL-verification
+        challenge unsigned (lark-oapi checks only its token); decode() refuses any other
+        unsigned callback once the type is known.
+        """
+        if self._encrypt_key is None or "X-Lark-Signature" not in request.headers:
+            return
+        timestamp = request.headers.get("X-Lark-Request-Timestamp", "")
+        require_fresh(timestamp, self.deps.clock(), self.deps.max_skew_seconds)
+        nonce = request.headers.get("X-Lark-Request-Nonce", "")
+        expected = callback_signature(timestamp, nonce, self._encrypt_key, request.body)
+        if not secrets_match(request.headers["X-Lark-Signature"], expected):
+            raise WebhookRejected("bad_signature", "X-Lark-Signature does not match", 401)
+
+    def decode(self, request: WebhookRequest) -> Decoded:
+        payload = self._plaintext(request.body)
+        if payload.get("type") == "url_verification":
+            self._check_token(payload.get("token"))
+            challenge = payload.get("challenge")
+            if not isinstance(challenge, str):
+                raise WebhookRejected("malformed", "url_verification without a challenge")
+            return Decoded("challenge", response=WebhookResponse(body=orjson.dumps({"challenge": challenge})))
+        if self._encrypt_key is not None and "X-Lark-Signature" not in request.headers:
+            raise WebhookRejected("bad_signature", "callback is not signed", 401)
+        try:
+            if isinstance(payload.get("header"), dict):
+                header = payload["header"]
+                self._check_token(header.get("token"))
+                event_id, event_type = str(header["event_id"]), header.get("event_type")
+                if event_type == "im.message.receive_v1":
+                    return _message_v2(event_id, payload["event"], request.received_at)
+            elif "uuid" in payload:
+                self._check_token(payload.get("token"))
+                event = payload["event"]
+                if isinstance(event, dict) and event.get("type") == "message":
+                    return _message_v1(str(payload["uuid"]), event, request.received_at)
+            else:
+                raise WebhookRejected("malformed", "neither a schema 2.0 nor a v1 event")
+        except (KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
+            raise WebhookRejected("malformed", "event is missing required fields") from None
+        return Decoded("ignore")
+
+    def ack(self, request: WebhookRequest, decoded: Decoded) -> WebhookResponse:
+        return ACK
+
+    def format(self, reply: Reply) -> dict[str, Any]:
+        return {
+            "msg_type": "text",
+            "content": orjson.dumps({"text": reply.text}).decode(),
+            "uuid": reply_uuid(reply.inbound.message_id),
+        }
+
+    async def send(self, reply: Reply) -> None:
+        await self.api.reply(str(reply.inbound.reply_handle["message_id"]), self.format(reply))
+
+    def _plaintext(self, body: bytes) -> dict[str, Any]:
+        envelope = json_object(body)
+        encrypted = envelope.get("encrypt")
+        if encrypted is None:
+            return envelope
+        if self._encrypt_key is None:
+            raise WebhookRejected("decrypt_failed", "encrypted callback but no FEISHU_ENCRYPT_KEY is set")
+        if not isinstance(encrypted, str):
+            raise WebhookRejected("decrypt_failed", "encrypt is not a string")
+        try:
+            plaintext = decrypt(self._encrypt_key, encrypted)
+        except DecryptError as exc:
+            raise WebhookRejected("decrypt_failed", f"cannot decrypt: {exc}") from None
+        return json_object(plaintext)
+
+    def _check_token(self, presented: object) -> None:
+        if not isinstance(presented, str) or not secrets_match(presented, self._token):
+            raise WebhookRejected("bad_token", "verification token does not match", 401)
+
+
+def _message_v2(event_id: str, event: dict[str, Any], received_at: float) -> Decoded:
+    sender, message = event["sender"], event["message"]
+    # Messages sent by apps (including this one) are not ours to answer; nor is anything but text.
+    if sender.get("sender_type") != "user" or message.get("message_type") != "text":
+        return Decoded("ignore")
+    content = orjson.loads(message["content"])
+    keys = [str(m["key"]) for m in message.get("mentions") or () if isinstance(m, dict) and "key" in m]
+    text = strip_mentions(str(content["text"]), keys)
+    ids = sender["sender_id"]
+    user = ids.get("open_id") or ids.get("union_id") or ids.get("user_id")
+    if not text or not user:
+        return Decoded("ignore")
+    handle = {"message_id": str(message["message_id"]), "chat_id": str(message["chat_id"]),
+              "chat_type": str(message.get("chat_type", ""))}
+    return Decoded("message", messages=[InboundMessage(
+        platform="feishu", message_id=event_id, chat_id=handle["chat_id"], user_id=str(user), text=text,
+        received_at=received_at, reply_handle=handle,
+    )])
+
+
+def _message_v1(event_uuid: str, event: dict[str, Any], received_at: float) -> Decoded:
+    if event.get("msg_type") != "text":
+        return Decoded("ignore")
+    text = strip_mentions(str(event.get("text_without_at_bot") or event["text"]), [])
+    if not text:
+        return Decoded("ignore")
+    handle = {"message_id": str(event["open_message_id"]), "chat_id": str(event["open_chat_id"]),
+              "chat_type": str(event.get("chat_type", ""))}
+    return Decoded("message", messages=[InboundMessage(
+        platform="feishu", message_id=event_uuid, chat_id=handle["chat_id"], user_id=str(event["open_id"]),
+        text=text, received_at=received_at, reply_handle=handle,
+    )])
