@@ -1,0 +1,134 @@
+"""DingTalk robot callbacks: verify the `sign`, parse the message, acknowledge, reply."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from yarl import URL
+
+from bot.errors import WebhookRejected
+from bot.messages import InboundMessage, Reply
+from bot.platforms.base import Decoded, DeliveryFailed, PlatformDeps, Route, WebhookRequest, WebhookResponse
+from bot.platforms.checks import json_object, secrets_match
+from bot.platforms.dingtalk.api import SESSION_GONE, DingTalkAPI, post_webhook, webhook_failure
+from bot.platforms.dingtalk.crypto import sign
+from bot.platforms.dingtalk.settings import DingTalkSettings
+
+log = logging.getLogger("bot.platforms.dingtalk")
+
+ACK = WebhookResponse(body=b"{}")
+# DingTalk's own rule for the callback timestamp (not SIGNATURE_MAX_SKEW_SECONDS).
+MAX_SKEW_MS = 3600 * 1000
+# A session webhook this close to its expiry is not worth a try: the OpenAPI is used instead.
+SESSION_EXPIRY_MARGIN_MS = 5000
+SINGLE_CHAT = "1"
+
+
+class DingTalkAdapter:
+    """POST /dingtalk/callback: an enterprise-internal robot's outgoing messages."""
+
+    name = "dingtalk"
+    routes = (Route("POST", "/dingtalk/callback"),)
+
+    def __init__(self, settings: DingTalkSettings, deps: PlatformDeps) -> None:
+        self.settings = settings
+        self.deps = deps
+        self._secret = settings.app_secret.get_secret_value()
+        self.api = DingTalkAPI(deps.http, settings.api_base, settings.app_key, self._secret, deps.clock)
+
+    def verify(self, request: WebhookRequest) -> None:
+        timestamp, presented = request.headers.get("timestamp"), request.headers.get("sign")
+        if not timestamp or not presented:
+            raise WebhookRejected("bad_signature", "timestamp or sign header missing", 401)
+        try:
+            sent_at_ms = int(timestamp)
+        except ValueError:
+            raise WebhookRejected("stale_timestamp", "timestamp header is not a number", 401) from None
+        if abs(self.deps.clock() * 1000 - sent_at_ms) > MAX_SKEW_MS:
+            raise WebhookRejected("stale_timestamp", "timestamp is more than an hour from now", 401)
+        expected = sign(self._secret, timestamp)
+        if not secrets_match(presented, expected):
+            raise WebhookRejected("bad_signature", "sign does not match", 401)
+
+    def decode(self, request: WebhookRequest) -> Decoded:
+        body = json_object(request.body)
+        try:
+            message_id, chat_id = str(body["msgId"]), str(body["conversationId"])
+            if body.get("msgtype") != "text":
+                return Decoded("ignore")
+            text = body["text"]["content"]
+            if not isinstance(text, str):
+                raise TypeError
+        except (KeyError, TypeError):
+            raise WebhookRejected("malformed", "message is missing required fields") from None
+        staff_id = body.get("senderStaffId")
+        user_id = staff_id or body.get("senderId")
+        if not text.strip() or not user_id:
+            return Decoded("ignore")
+        handle = {
+            "conversation_type": str(body.get("conversationType", "")),
+            "conversation_id": chat_id,
+            "staff_id": staff_id,
+            "robot_code": body.get("robotCode"),
+            "session_webhook": body.get("sessionWebhook"),
+            "session_webhook_expires_ms": body.get("sessionWebhookExpiredTime"),
+        }
+        return Decoded("message", messages=[InboundMessage(
+            platform=self.name, message_id=message_id, chat_id=chat_id, user_id=str(user_id), text=text.strip(),
+            received_at=request.received_at, reply_handle=handle,
+        )])
+
+    def ack(self, request: WebhookRequest, decoded: Decoded) -> WebhookResponse:
+        return ACK
+
+    def format(self, reply: Reply) -> dict[str, Any]:
+        """The session-webhook payload; the OpenAPI takes the same text as `sampleText`."""
+        staff_id = reply.inbound.reply_handle.get("staff_id")
+        return {
+            "msgtype": "text",
+            "text": {"content": reply.text},
+            "at": {"atUserIds": [staff_id] if staff_id else []},
+        }
+
+    async def send(self, reply: Reply) -> None:
+        """Answer through the session webhook while it lives, else through the robot OpenAPI.
+
+        Neither offers an idempotency key, so a re-send after a crash between sending and
+        recording the delivery can show the reply twice; the queue keeps that window small.
+        """
+        handle = reply.inbound.reply_handle
+        webhook = self._session_webhook(handle)
+        if webhook is not None:
+            code = await post_webhook(self.deps.http, webhook, self.format(reply))
+            if code == 0:
+                return
+            if code != SESSION_GONE:
+                raise webhook_failure("session webhook", 200, {"errcode": code})
+        robot_code = self.settings.robot_code or handle.get("robot_code") or self.settings.app_key
+        if handle.get("conversation_type") == SINGLE_CHAT:
+            staff_id = handle.get("staff_id")
+            if not staff_id:
+                raise DeliveryFailed("no session webhook and no staff id to message", retryable=False)
+            await self.api.send_to_user(robot_code, staff_id, reply.text)
+        else:
+            await self.api.send_to_group(robot_code, handle["conversation_id"], reply.text)
+
+    def _session_webhook(self, handle: dict[str, Any]) -> str | None:
+        """The callback's session webhook, if it is still alive and points at an allowed DingTalk host."""
+        raw, expires_ms = handle.get("session_webhook"), handle.get("session_webhook_expires_ms")
+        if not isinstance(raw, str) or not isinstance(expires_ms, int):
+            return None
+        if expires_ms - SESSION_EXPIRY_MARGIN_MS <= self.deps.clock() * 1000:
+            return None
+        try:
+            url = URL(raw)
+        except ValueError:
+            return None
+        allowed = url.scheme in ("http", "https") and not url.user
+        if not allowed or (url.host or "").lower() not in self.settings.session_webhook_hosts:
+            # The URL's query holds a session credential: only the host is logged.
+            log.warning("ignoring a session webhook on a host that is not allowed: %s", url.host,
+                        extra={"labels.platform": self.name})
+            return None
+        return raw

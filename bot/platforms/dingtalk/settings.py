@@ -1,0 +1,32 @@
+"""DingTalk settings: the DINGTALK_* block."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr, field_validator
+
+from bot.platforms.base import PlatformSettings
+from bot.settings import split_csv
+
+
+class DingTalkSettings(PlatformSettings):
+    """DINGTALK_APP_KEY, DINGTALK_APP_SECRET, DINGTALK_ROBOT_CODE, DINGTALK_API_BASE, DINGTALK_SESSION_WEBHOOK_HOSTS."""
+
+    app_key: str
+    app_secret: SecretStr
+    # Usually equal to the AppKey for an enterprise-internal robot; the callback names it too.
+    robot_code: str | None = None
+    api_base: str = "https://api.dingtalk.com"
+    # A callback's sessionWebhook is followed only to these hosts: the bot never posts where a
+    # request body tells it to unless the host is DingTalk's.
+    session_webhook_hosts: tuple[str, ...] = ("oapi.dingtalk.com", "api.dingtalk.com")
+
+    @field_validator("api_base")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("session_webhook_hosts", mode="before")
+    @classmethod
+    def _hosts_from_csv(cls, value: object) -> object:
+        hosts = split_csv(value)
+        return tuple(host.lower() for host in hosts) if isinstance(hosts, list | tuple) else hosts
