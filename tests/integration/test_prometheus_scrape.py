@@ -8,14 +8,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support.prometheus_server import PrometheusServer, local_config
+from tests.support.prometheus_server import PrometheusServer
 from tests.support.services import require_binary
 
 
 def test_the_guides_query_returns_data_per_platform(start_bot: Any, tmp_path: Path) -> None:
     _, base = start_bot()
     prometheus = PrometheusServer(
-        require_binary("prometheus"), tmp_path / "prom", local_config({"bot": [base.removeprefix("http://")]})
+        require_binary("prometheus"), tmp_path / "prom", {"bot": [base.removeprefix("http://")]}
     )
     prometheus.start()
     try:
