@@ -24,11 +24,11 @@ def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 async def test_a_reply_in_flight_when_the_bot_is_killed_is_delivered_after_restart(
-    bots: BotProcesses, store_env: dict[str, str], aiohttp_server: Any
+    bots: BotProcesses, store_env: dict[str, str], platform_api: tuple[FakePlatformAPI, str], aiohttp_server: Any
 ) -> None:
     model = FakeModel()
     model_server = await aiohttp_server(model.app())
-    api = FakePlatformAPI()
+    api, api_url = platform_api
     released = asyncio.Event()
 
     async def first_send_hangs(recorded: Recorded) -> web.Response:
@@ -38,10 +38,9 @@ async def test_a_reply_in_flight_when_the_bot_is_killed_is_delivered_after_resta
         return web.json_response({"ok": True})
 
     api.on("POST", "/send", first_send_hangs)
-    api_server = await aiohttp_server(api.app())
     env = {
         **store_env,
-        "EXAMPLE_API_BASE": str(api_server.make_url("")).rstrip("/"),
+        "EXAMPLE_API_BASE": api_url,
         "MODEL_ENDPOINT": str(model_server.make_url("/v1")),
     }
     first, base = await bots.start(env, "bot")

@@ -14,15 +14,13 @@ from tests.support.fake_platform import FakePlatformAPI
 
 
 async def test_a_failing_model_opens_the_circuit_and_every_user_gets_the_fallback_reply(
-    bots: BotProcesses, aiohttp_server: Any
+    bots: BotProcesses, platform_api: tuple[FakePlatformAPI, str], aiohttp_server: Any
 ) -> None:
+    api, api_url = platform_api
     model = FakeModel(faults=[500] * 50)
     model_server = await aiohttp_server(model.app())
-    api = FakePlatformAPI()
-    api.on("POST", "/send", {"ok": True})
-    api_server = await aiohttp_server(api.app())
     _, base = await bots.start({
-        "EXAMPLE_API_BASE": str(api_server.make_url("")).rstrip("/"),
+        "EXAMPLE_API_BASE": api_url,
         "MODEL_ENDPOINT": str(model_server.make_url("/v1")),
         "MODEL_MAX_RETRIES": "0", "MODEL_BREAKER_FAILURES": "2", "MODEL_BREAKER_RESET": "600",
     })

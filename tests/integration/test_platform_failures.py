@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import aiohttp
 import orjson
 import pytest
@@ -22,14 +20,13 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 
 
 async def test_failed_sends_are_retried_then_buried_and_replay_delivers_them(
-    bots: BotProcesses, store_env: dict[str, str], aiohttp_server: Any
+    bots: BotProcesses, store_env: dict[str, str], platform_api: tuple[FakePlatformAPI, str]
 ) -> None:
-    api = FakePlatformAPI(faults={"/send": [500, 429, 503]})
-    api.on("POST", "/send", {"ok": True})
-    server = await aiohttp_server(api.app())
+    api, api_url = platform_api
+    api.faults["/send"] = [500, 429, 503]
     env = {
         **store_env,
-        "EXAMPLE_API_BASE": str(server.make_url("")).rstrip("/"),
+        "EXAMPLE_API_BASE": api_url,
         "DELIVERY_MAX_ATTEMPTS": "3", "DELIVERY_BACKOFF_BASE": "0.05", "DELIVERY_BACKOFF_MAX": "0.2",
     }
     _, base = await bots.start(env)

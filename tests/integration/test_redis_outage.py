@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
@@ -31,12 +30,10 @@ def event(event_id: str) -> bytes:
 
 
 async def test_while_redis_is_down_callbacks_get_503_and_work_resumes_when_it_is_back(
-    bots: BotProcesses, own_redis: RedisServer, aiohttp_server: Any
+    bots: BotProcesses, own_redis: RedisServer, platform_api: tuple[FakePlatformAPI, str]
 ) -> None:
-    api = FakePlatformAPI()
-    api.on("POST", "/send", {"ok": True})
-    server = await aiohttp_server(api.app())
-    proc, base = await bots.start({"REDIS_URL": own_redis.url, "EXAMPLE_API_BASE": str(server.make_url("")).rstrip("/")})
+    api, api_url = platform_api
+    proc, base = await bots.start({"REDIS_URL": own_redis.url, "EXAMPLE_API_BASE": api_url})
     async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
         async with http.post(base + "/example/hook", data=event("before")) as resp:
             assert resp.status == 200

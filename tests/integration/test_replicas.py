@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
 import aiohttp
 import orjson
 import redis
@@ -14,12 +12,10 @@ from tests.support.fake_platform import FakePlatformAPI
 
 
 async def test_the_same_events_sent_to_both_replicas_at_once_are_answered_once_each(
-    bots: BotProcesses, redis_url: str, aiohttp_server: Any
+    bots: BotProcesses, redis_url: str, platform_api: tuple[FakePlatformAPI, str]
 ) -> None:
-    api = FakePlatformAPI()
-    api.on("POST", "/send", {"ok": True})
-    server = await aiohttp_server(api.app())
-    env = {"REDIS_URL": redis_url, "EXAMPLE_API_BASE": str(server.make_url("")).rstrip("/")}
+    api, api_url = platform_api
+    env = {"REDIS_URL": redis_url, "EXAMPLE_API_BASE": api_url}
     (_, first), (_, second) = await asyncio.gather(bots.start(env, "a"), bots.start(env, "b"))
     events = [f"evt-{i}" for i in range(6)]
     async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -40,6 +41,24 @@ class BotProcesses:
     def stop_all(self) -> None:
         for proc in self.started:
             proc.stop()
+
+
+@contextlib.contextmanager
+def running_bot(workdir: Path, env: Mapping[str, str], module: str = "bot") -> Iterator[str]:
+    """One bot process (`python -m <module>`) on a free port for a whole test module; yields its base URL.
+
+    Fails the module if the bot logged a traceback.
+    """
+    port = free_port()
+    full_env = {"BOT_PORT": str(port), "BOT_DATA_DIR": str(workdir / "data"), **env}
+    proc = Process(f"bot-{port}", python_module(module), full_env, workdir)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        proc.wait_http(base + "/health")
+        yield base
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.output(), proc.output()[-4000:]
 
 
 async def metric(http: aiohttp.ClientSession, base: str, name: str, **labels: str) -> float:

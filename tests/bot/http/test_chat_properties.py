@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.hostile import encode, json_values, odd_text
-from tests.support.ports import free_port
-from tests.support.processes import Process, python_module
+from tests.support.bots import running_bot
 from tests.support.raw_http import Answer, assert_clean_rejection_or_success, exchange
 
 API_KEY = "chat-fuzz-key-0123"
@@ -23,19 +22,12 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    workdir = tmp_path_factory.mktemp("chat-fuzz")
-    port = free_port()
     env = {
-        "BOT_PORT": str(port), "BOT_DATA_DIR": str(workdir / "data"), "BOT_API_KEY": API_KEY,
-        "BOT_MAX_MESSAGE_CHARS": str(MAX_CHARS), "BOT_MAX_BODY_BYTES": str(MAX_BODY), "BOT_READ_TIMEOUT": "2",
-        "TELEMETRY_ENABLED": "false",
+        "BOT_API_KEY": API_KEY, "BOT_MAX_MESSAGE_CHARS": str(MAX_CHARS), "BOT_MAX_BODY_BYTES": str(MAX_BODY),
+        "BOT_READ_TIMEOUT": "2", "TELEMETRY_ENABLED": "false",
     }
-    proc = Process(f"bot-{port}", python_module("bot"), env, workdir)
-    try:
-        proc.wait_http(f"http://127.0.0.1:{port}/health")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.stop()
+    with running_bot(tmp_path_factory.mktemp("chat-fuzz"), env) as base:
+        yield base
 
 
 def chat(base: str, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None) -> Answer:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_port
-from tests.support.processes import Process, python_module
+from tests.support.bots import running_bot
 from tests.support.raw_http import exchange
 
 API_KEY = "openapi-test-key-123"
@@ -18,16 +17,8 @@ API_KEY = "openapi-test-key-123"
 
 @pytest.fixture(scope="module")
 def bot_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    workdir = tmp_path_factory.mktemp("openapi-bot")
-    port = free_port()
-    env = {"BOT_PORT": str(port), "BOT_DATA_DIR": str(workdir / "data"), "BOT_API_KEY": API_KEY}
-    proc = Process(f"bot-{port}", python_module("bot"), env, workdir)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        proc.wait_http(base + "/health")
+    with running_bot(tmp_path_factory.mktemp("openapi-bot"), {"BOT_API_KEY": API_KEY}) as base:
         yield base
-    finally:
-        proc.stop()
 
 
 def test_every_documented_operation_answers_as_documented_and_never_5xx(bot_base: str, tmp_path: Path) -> None:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.hostile import encode, hostile_bodies, json_values
+from tests.support.bots import running_bot
 from tests.support.ports import free_port
-from tests.support.processes import Process, python_module
 from tests.support.raw_http import assert_clean_rejection_or_success, exchange
 
 MAX_BODY = 64 * 1024
@@ -60,23 +59,15 @@ TARGETS = [
 
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    workdir = tmp_path_factory.mktemp("webhook-fuzz")
-    port = free_port()
-    env: dict[str, Any] = {
-        "BOT_PORT": str(port), "BOT_DATA_DIR": str(workdir / "data"), "BOT_MAX_BODY_BYTES": str(MAX_BODY),
-        "BOT_READ_TIMEOUT": "2", "TELEMETRY_ENABLED": "false",
+    env = {
+        "BOT_MAX_BODY_BYTES": str(MAX_BODY), "BOT_READ_TIMEOUT": "2", "TELEMETRY_ENABLED": "false",
         # Replies to the fuzzed messages that do get through go nowhere, once.
         "EXAMPLE_API_BASE": f"http://127.0.0.1:{free_port()}", "DELIVERY_MAX_ATTEMPTS": "1",
     }
     for target in TARGETS:
         env.update(target.env)
-    proc = Process(f"bot-{port}", python_module("tests.support.bot_with_example"), env, workdir)
-    try:
-        proc.wait_http(f"http://127.0.0.1:{port}/health")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.stop()
-    assert "Traceback" not in proc.output()
+    with running_bot(tmp_path_factory.mktemp("webhook-fuzz"), env, "tests.support.bot_with_example") as base:
+        yield base
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.platform)
