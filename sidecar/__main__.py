@@ -1,0 +1,70 @@
+"""`python -m sidecar`: proxy the public port to the bot until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from bot.errors import ConfigError
+from bot.telemetry.logs import configure_logging
+from sidecar import __version__
+from sidecar.app import create_app, upstream_urls
+from sidecar.keys import public_port_key
+from sidecar.rules import Rule, load_rules
+from sidecar.settings import Settings, load_settings
+
+log = logging.getLogger("sidecar")
+
+
+async def serve(settings: Settings, rules: tuple[Rule, ...]) -> None:
+    """Serve until a stop signal, then drain requests in flight (bounded) and release everything."""
+    app = create_app(settings, rules=rules)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.sidecar_shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.sidecar_admin_host, settings.sidecar_admin_port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    admin_port = runner.addresses[0][1] if runner.addresses else settings.sidecar_admin_port
+    port = app[public_port_key]
+    log.info(
+        "Sidecar ready on port %d (admin port %d), upstreams %s", port, admin_port, upstream_urls(settings),
+        extra={"server.port": port},
+    )
+    await stop.wait()
+    log.info("Stopping: draining in-flight requests for up to %gs", settings.sidecar_shutdown_timeout)
+    await runner.cleanup()
+    log.info("Stopped")
+
+
+def main() -> int:
+    try:
+        settings = load_settings(os.environ)
+        rules = load_rules(settings.sidecar_rate_limits)
+    except ConfigError as exc:
+        print(f"sidecar: {exc.message}", file=sys.stderr)
+        return 2
+    listener = configure_logging(
+        settings.sidecar_service_name, __version__, level=settings.sidecar_log_level, log_file=settings.sidecar_log_file
+    )
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, rules))
+    except OSError as exc:
+        log.error("sidecar: cannot start: %s", exc)
+        return 1
+    finally:
+        listener.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

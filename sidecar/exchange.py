@@ -1,0 +1,402 @@
+"""One request through the sidecar: admission (limits, shedding, health), routing, forwarding, accounting."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from random import getrandbits
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+from sidecar import responses
+from sidecar.canary import user_from_chat_body, user_key
+from sidecar.responses import LocalError, render
+from sidecar.routes import CHAT_ROUTE, OTHER, Route, resolve
+from sidecar.tracing import RequestTrace
+from sidecar.upstream import without_listed
+
+if TYPE_CHECKING:
+    from sidecar.proxy import ClientConnection, Proxy
+    from sidecar.upstream import UpstreamConnection, UpstreamPool
+
+log = logging.getLogger("sidecar.proxy")
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+# Safe to send again when a reused connection turns out to have been closed by the upstream (RFC 9110 9.2.2).
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_STATUS_ONLY = (400, 413, 431)
+
+
+class Exchange:
+    """The state of one request, from its parsed head to its last response byte.
+
+    The client connection fills in the head while parsing, then calls `start` when the
+    request reaches the front of its connection's queue. Everything after that is driven
+    by callbacks: body bytes from the client, response bytes from the upstream connection.
+    """
+
+    __slots__ = (
+        "conn", "proxy", "started_at", "method", "target", "head_parts", "head_size", "error",
+        "content_length", "chunked", "expect_continue", "keep_alive", "http10", "is_head",
+        "forwarded_for", "forwarded_proto", "incoming_request_id", "incoming_traceparent",
+        "user_header", "credential", "connection_tokens",
+        "client_ip", "route", "request_id", "trace", "upstream_name", "upstream",
+        "started", "admitted", "waiting_body", "streaming", "discard", "continued",
+        "body", "body_size", "request_complete", "head_complete",
+        "status", "response_begun", "response_done", "close_connection", "payload", "retried", "finished",
+    )
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.proxy: Proxy = conn.proxy
+        self.started_at = 0.0
+        self.method = b"GET"
+        self.target = b""
+        self.head_parts: list[bytes] = [b""]
+        self.head_size = 0
+        self.error: LocalError | None = None
+        self.content_length = 0
+        self.chunked = False
+        self.expect_continue = False
+        self.keep_alive = True
+        self.http10 = False
+        self.is_head = False
+        self.forwarded_for: bytes | None = None
+        self.forwarded_proto: bytes | None = None
+        self.incoming_request_id: bytes | None = None
+        self.incoming_traceparent: bytes | None = None
+        self.user_header: bytes | None = None
+        self.credential: bytes | None = None
+        self.connection_tokens: bytes | None = None
+        self.client_ip = conn.peer_ip
+        self.route: Route = OTHER
+        self.request_id = ""
+        self.trace: RequestTrace | None = None
+        self.upstream_name = "stable"
+        self.upstream: UpstreamConnection | None = None
+        self.started = False
+        self.admitted = False
+        self.waiting_body = False
+        self.streaming = False
+        self.discard = False
+        self.continued = False
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.request_complete = False
+        self.head_complete = False
+        self.status = 0
+        self.response_begun = False
+        self.response_done = False
+        self.close_connection = False
+        self.payload: bytes | None = None
+        self.retried = False
+        self.finished = False
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
+
+    # Admission, in the order of ARCHITECTURE.md "Flow 3"
+
+    def start(self) -> None:
+        self.started = True
+        p = self.proxy
+        resolved = resolve(self.target)
+        if resolved is not None:
+            self.route, self.target = resolved
+        rid = self.incoming_request_id
+        self.request_id = rid.decode() if rid is not None and _REQUEST_ID.fullmatch(rid) else "%032x" % getrandbits(128)
+        self.trace = p.tracing.start(self.incoming_traceparent, self.route.label)
+        if self.forwarded_for and self.conn.trusted:
+            self.client_ip = _last_hop(self.forwarded_for) or self.client_ip
+        if p.canary is not None:
+            self.upstream_name = p.choose_upstream(user_key(self.user_header, None, self.client_ip))
+        if self.error is not None:
+            return self.reply(self.error)
+        if resolved is None:
+            return self.reply(responses.bad_request("the request target is not a path"))
+        if self.route.blocked:
+            return self.reply(responses.not_found())
+        if self.content_length > p.max_body:
+            return self.reply(responses.payload_too_large(p.max_body))
+        if (
+            p.canary is not None and self.user_header is None and self.route.label == CHAT_ROUTE
+            and self.method == b"POST" and self.has_body
+        ):
+            # The chat body names the user; route only once it is here (bounded by the body limit).
+            self.waiting_body = True
+            if self.request_complete:
+                return self.body_ready()
+            self._continue()
+            return
+        self.check_limits()
+
+    def body_ready(self) -> None:
+        """The whole body of a request waiting for it has arrived: route by its user, then admit."""
+        self.waiting_body = False
+        user = user_from_chat_body(b"".join(self.body))
+        if user is not None:
+            self.upstream_name = self.proxy.choose_upstream(user_key(None, user, self.client_ip))
+        self.check_limits()
+
+    def check_limits(self) -> None:
+        limiter = self.proxy.limiter
+        if limiter is not None and limiter.rules_for(self.route):
+            if limiter.is_async:
+                self.proxy.loop.create_task(self._check_limits_async())
+                return
+            rejection = limiter.check(self.route, self.client_ip, self.credential)
+            if rejection is not None:
+                return self.reply(responses.rate_limited(rejection.rule, rejection.headers()))
+        self.admit()
+
+    async def _check_limits_async(self) -> None:
+        limiter = self.proxy.limiter
+        assert limiter is not None
+        rejection = await limiter.check_async(self.route, self.client_ip, self.credential)
+        if self.finished:
+            return
+        if rejection is not None:
+            self.reply(responses.rate_limited(rejection.rule, rejection.headers()))
+        else:
+            self.admit()
+
+    def admit(self) -> None:
+        p = self.proxy
+        if p.draining:
+            p.shed["draining"].inc()
+            return self.reply(responses.shutting_down())
+        if p.in_flight >= p.max_in_flight:
+            p.shed["max_in_flight"].inc()
+            return self.reply(responses.overloaded(1))
+        name = self.upstream_name
+        if not p.health[name].up:
+            if name != "stable" and p.health["stable"].up:
+                # A sick canary hands its users back to stable rather than failing them.
+                name = self.upstream_name = "stable"
+            else:
+                p.shed["upstream_down"].inc()
+                return self.reply(responses.upstream_down(p.retry_after_down))
+        p.in_flight += 1
+        self.admitted = True
+        self._continue()
+        pool = p.pools[name]
+        conn = pool.take()
+        if conn is None:
+            p.loop.create_task(self._connect(pool))
+        else:
+            self.send(conn)
+
+    def _continue(self) -> None:
+        if self.expect_continue and not self.continued and not self.request_complete:
+            self.continued = True
+            self.conn.write(_CONTINUE)
+
+    # Forwarding
+
+    async def _connect(self, pool: UpstreamPool) -> None:
+        try:
+            conn = await pool.connect()
+        except TimeoutError:
+            return self._connect_failed(pool.name, "connect_timeout", responses.gateway_timeout("the upstream did not accept the connection in time"))
+        except OSError:
+            return self._connect_failed(pool.name, "connect_refused", responses.bad_gateway("could not connect to the upstream"))
+        if self.finished:
+            pool.release(conn)
+            return
+        if self.payload is not None:
+            self.upstream = conn
+            conn.begin(self, self.payload)
+        else:
+            self.send(conn)
+
+    def _connect_failed(self, upstream: str, kind: str, error: LocalError) -> None:
+        p = self.proxy
+        p.health[upstream].record_failure()
+        p.metrics.upstream_errors.labels(upstream, kind).inc()
+        self.reply(error)
+
+    def send(self, conn: UpstreamConnection) -> None:
+        """Write the request head and whatever body is already here in one write."""
+        parts = self.head_parts
+        if self.connection_tokens:
+            parts = without_listed(parts, self.connection_tokens)
+        parts[0] = b"%s %s HTTP/1.1\r\n" % (self.method, self.target)
+        trace = self.trace
+        assert trace is not None
+        peer = self.conn.peer_ip_bytes
+        forwarded_for = self.forwarded_for + b", " + peer if self.forwarded_for else peer
+        proto = self.forwarded_proto if self.forwarded_proto and self.conn.trusted else b"http"
+        parts.append(
+            b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-ID: %s\r\ntraceparent: %s\r\n"
+            % (forwarded_for, proto, self.request_id.encode(), trace.traceparent())
+        )
+        if self.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
+            parts.extend(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in self.body)
+            if self.request_complete:
+                parts.append(b"0\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+            parts.extend(self.body)
+        payload = b"".join(parts)
+        if self.request_complete and self.method in _IDEMPOTENT:
+            self.payload = payload
+        self.body = []
+        self.head_parts = []
+        self.streaming = True
+        self.upstream = conn
+        conn.begin(self, payload)
+        if self.conn.writing_paused:
+            conn.pause_reading()
+
+    def on_body(self, data: bytes) -> None:
+        self.body_size += len(data)
+        if self.discard:
+            return
+        if self.body_size > self.proxy.max_body:
+            if not self.response_begun:
+                self._drop_upstream()
+                self.reply(responses.payload_too_large(self.proxy.max_body))
+            return
+        if self.streaming:
+            assert self.upstream is not None
+            self.upstream.send_body(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+        else:
+            self.body.append(data)
+
+    def on_request_complete(self) -> None:
+        self.request_complete = True
+        if self.streaming and self.chunked and not self.discard and self.upstream is not None:
+            self.upstream.send_body(b"0\r\n\r\n")
+
+    # Callbacks from the upstream connection
+
+    def relay(self, out: list[bytes]) -> None:
+        self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+
+    def response_started(self, status: int) -> None:
+        self.status = status
+        self.response_begun = True
+
+    def response_complete(self) -> None:
+        self.upstream = None
+        self.response_done = True
+        if not self.request_complete:
+            self.discard = True
+        self.finish()
+        self.conn.exchange_finished(self)
+
+    def upstream_broken(self, message: str, *, started: bool, reused: bool = False) -> None:
+        if self.finished:
+            return
+        self.upstream = None
+        p = self.proxy
+        if started:
+            self._abort(f"{message} mid-response")
+            return
+        if reused and self.payload is not None and not self.retried:
+            # The upstream closed an idle keep-alive connection as we reused it: one fresh attempt.
+            self.retried = True
+            p.loop.create_task(self._connect(p.pools[self.upstream_name]))
+            return
+        p.metrics.upstream_errors.labels(self.upstream_name, "reset").inc()
+        self.reply(responses.bad_gateway(message))
+
+    def upstream_timed_out(self, *, started: bool) -> None:
+        if self.finished:
+            return
+        self.upstream = None
+        p = self.proxy
+        p.metrics.upstream_errors.labels(self.upstream_name, "read_timeout").inc()
+        if started:
+            self._abort("the upstream went silent mid-response")
+        else:
+            self.reply(responses.gateway_timeout(f"no response from the upstream within {p.read_timeout:g}s"))
+
+    # Endings
+
+    def reply(self, error: LocalError) -> None:
+        """Answer locally; keep the connection only when the request's framing is certain."""
+        if self.finished:
+            return
+        keep = (
+            self.keep_alive and not self.close_connection and error.status not in _STATUS_ONLY
+            and not self.proxy.draining and (self.request_complete or not self.expect_continue or self.continued)
+        )
+        self.conn.write(render(error, self.request_id, keep_alive=keep, http10=self.http10))
+        self.status = error.status
+        self.response_done = True
+        self.discard = True
+        self.close_connection = not keep
+        self._drop_upstream()
+        self.finish()
+        self.conn.exchange_finished(self)
+
+    def client_lost(self) -> None:
+        """The client went away: drop the upstream side; 499 in nginx's convention."""
+        if self.finished or not self.started:
+            return
+        self._drop_upstream()
+        if not self.response_begun:
+            self.status = 499
+        self.finish()
+
+    def _abort(self, why: str) -> None:
+        extra = {"http.request.id": self.request_id, "labels.upstream": self.upstream_name}
+        if self.trace is not None:
+            extra["trace.id"] = self.trace.trace_id
+            extra["span.id"] = self.trace.span_id
+        log.error("%s; closing the client connection", why, extra=extra)
+        self.close_connection = True
+        self.finish()
+        self.conn.close()
+
+    def _drop_upstream(self) -> None:
+        upstream = self.upstream
+        if upstream is not None:
+            self.upstream = None
+            upstream.exchange = None
+            upstream.close()
+
+    def finish(self) -> None:
+        """Account for the request exactly once: metrics, span, access log."""
+        if self.finished:
+            return
+        self.finished = True
+        p = self.proxy
+        if self.admitted:
+            p.in_flight -= 1
+        elapsed = perf_counter() - self.started_at
+        route = self.route.label
+        trace = self.trace
+        p.metrics.observe_request(route, self.status, self.upstream_name, elapsed, trace.exemplar() if trace else None)
+        if trace is not None:
+            trace.end(self.status, route, self.upstream_name)
+        access_log = p.access_log
+        if access_log is not None:
+            method = self.method.decode("latin-1")
+            path = self.target.partition(b"?")[0][:512].decode("utf-8", "replace")
+            # Already nested as ECS, so the formatter only serialises it (bot.telemetry.logs).
+            document = {
+                "http": {"request": {"method": method, "id": self.request_id}, "response": {"status_code": self.status}},
+                "url": {"path": path},
+                "event": {"duration": int(elapsed * 1e9)},
+                "client": {"ip": self.client_ip},
+                "labels": {"route": route, "platform": self.route.platform, "upstream": self.upstream_name},
+            }
+            if trace is not None:
+                document["trace"] = {"id": trace.trace_id}
+                document["span"] = {"id": trace.span_id}
+            access_log.record(f"{method} {path} {self.status}", document)
+
+
+def _last_hop(forwarded_for: bytes) -> str | None:
+    """The address the trusted proxy in front of us saw: the last X-Forwarded-For entry."""
+    last = forwarded_for.rpartition(b",")[2].strip().decode("latin-1")
+    try:
+        return str(ipaddress.ip_address(last))
+    except ValueError:
+        return None

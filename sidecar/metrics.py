@@ -1,0 +1,100 @@
+"""Every Prometheus metric the sidecar exports, declared in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import gc_collector, platform_collector, process_collector
+
+from bot.telemetry.metrics import LATENCY_BUCKETS
+from sidecar import __version__
+from sidecar.routes import BLOCKED, KNOWN_ROUTES, OTHER
+
+# A health probe on loopback answers in about a millisecond; the top buckets catch a struggling bot.
+PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SHED_REASONS = ("max_in_flight", "upstream_down", "draining")
+PROBE_RESULTS = ("ok", "bad_status", "timeout", "refused")
+ROUTE_LABELS = (*KNOWN_ROUTES, OTHER.label, BLOCKED.label)
+
+
+class SidecarMetrics:
+    """The sidecar's metrics, bound to one registry, with label children bound once and reused.
+
+    Looking up a child through `.labels()` costs more than the increment itself, so the
+    hot path goes through `observe_request`, which caches children by their label tuple.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        upstreams: tuple[str, ...] = ("stable",),
+        rules: tuple[str, ...] = (),
+        default_collectors: bool = True,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        if default_collectors:
+            process_collector.ProcessCollector(registry=r)
+            platform_collector.PlatformCollector(registry=r)
+            gc_collector.GCCollector(registry=r)
+        self.requests = Counter(
+            "sidecar_requests", "Requests answered by the sidecar, rejections included.",
+            ("route", "status", "upstream"), registry=r,
+        )
+        self.request_duration = Histogram(
+            "sidecar_request_duration_seconds", "Time from request head received to response sent.",
+            ("route", "upstream"), buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.in_flight = Gauge("sidecar_requests_in_flight", "Requests admitted and not yet answered.", registry=r)
+        self.ratelimited = Counter(
+            "sidecar_ratelimited", "Requests refused with 429 by a rate-limit rule.", ("rule",), registry=r,
+        )
+        self.ratelimit_shadow = Counter(
+            "sidecar_ratelimit_shadow", "Requests a shadow-mode rule would have refused (let through).",
+            ("rule",), registry=r,
+        )
+        self.ratelimit_errors = Counter(
+            "sidecar_ratelimit_errors", "Rate-limit checks skipped because the shared storage failed (fail open).",
+            registry=r,
+        )
+        self.shed = Counter("sidecar_shed", "Requests refused with 503 before reaching an upstream.", ("reason",), registry=r)
+        self.upstream_up = Gauge("sidecar_upstream_up", "1 while the probe considers the upstream healthy.", ("upstream",), registry=r)
+        self.probe_duration = Histogram(
+            "sidecar_probe_duration_seconds", "Active health probe latency.", ("upstream",),
+            buckets=PROBE_BUCKETS, registry=r,
+        )
+        self.probes = Counter("sidecar_probes", "Active health probes by result.", ("upstream", "result"), registry=r)
+        self.upstream_errors = Counter(
+            "sidecar_upstream_errors", "Proxied requests that failed at the upstream, by kind.",
+            ("upstream", "kind"), registry=r,
+        )
+        self.build_info = Info("sidecar_build", "Version of the running sidecar.", registry=r)
+        self.build_info.info({"version": __version__})
+
+        # Series that exist from the start, at zero, so dashboards and rules see them before the first event.
+        for upstream in upstreams:
+            self.upstream_up.labels(upstream)
+            for result in PROBE_RESULTS:
+                self.probes.labels(upstream, result)
+            self.probe_duration.labels(upstream)
+        for reason in SHED_REASONS:
+            self.shed.labels(reason)
+        for rule in rules:
+            self.ratelimited.labels(rule)
+            self.ratelimit_shadow.labels(rule)
+        self._counts: dict[tuple[str, int, str], Any] = {}
+        self._durations: dict[tuple[str, str], Any] = {}
+
+    def observe_request(self, route: str, status: int, upstream: str, elapsed: float, exemplar: dict[str, str] | None) -> None:
+        """Count one answered request and its latency."""
+        key = (route, status, upstream)
+        counter = self._counts.get(key)
+        if counter is None:
+            counter = self._counts[key] = self.requests.labels(route, str(status), upstream)
+        counter.inc()
+        duration = self._durations.get((route, upstream))
+        if duration is None:
+            duration = self._durations[(route, upstream)] = self.request_duration.labels(route, upstream)
+        duration.observe(elapsed, exemplar)

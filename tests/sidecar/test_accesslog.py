@@ -1,0 +1,93 @@
+"""Access logs: one ECS JSON line per request, sharing the trace id the upstream receives, no secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sidecar.accesslog import AccessLog
+from tests.sidecar.conftest import Running, fetch
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def collecting_logger(name: str) -> tuple[logging.Logger, Collect]:
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    handler = Collect()
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    return logger, handler
+
+
+async def test_records_are_handed_over_in_batches_keeping_their_own_time() -> None:
+    logger, handler = collecting_logger("test.accesslog.batches")
+    access = AccessLog(logger, asyncio.get_running_loop(), interval=0.05, max_batch=3)
+    made = time.time()
+    access.record("GET / 200", {"url": {"path": "/"}})
+    access.record("GET / 200", {"url": {"path": "/"}})
+    assert handler.records == [], "held until the batch fills or the interval passes"
+    access.record("GET / 200", {"url": {"path": "/"}})
+    assert len(handler.records) == 3, "a full batch goes at once"
+    access.record("POST /x 429", {"url": {"path": "/x"}})
+    await asyncio.sleep(0.1)
+    assert len(handler.records) == 4, "the interval flushes a partial batch"
+    assert handler.records[-1].getMessage() == "POST /x 429"
+    assert handler.records[-1].__dict__["ecs"] == {"url": {"path": "/x"}}
+    assert abs(handler.records[0].created - made) < 0.05
+
+
+def read_lines(path: Path, wanted: Callable[[dict[str, Any]], bool], count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        found = [line for line in lines if wanted(line)]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_each_request_is_one_ecs_line_with_the_forwarded_trace_and_no_secrets(
+    start_upstream: Callable[..., Running], start_sidecar: Callable[..., Running], tmp_path: Path
+) -> None:
+    log_file = tmp_path / "sidecar.json.log"
+    sidecar = start_sidecar(start_upstream().url, {"SIDECAR_LOG_FILE": str(log_file)})
+    secret = "sk-very-secret-key"
+    answer = fetch(
+        sidecar.url + "/echo/path?token=query-secret",
+        headers={"Authorization": f"Bearer {secret}", "X-Request-ID": "req-log-1"},
+    )
+    forwarded = dict((k.lower(), v) for k, v in answer.json()["headers"])
+    _, trace_id, span_id, _ = forwarded["traceparent"].split("-")
+    assert fetch(sidecar.url + "/metrics").status == 404
+
+    access = read_lines(log_file, lambda line: line["log"]["logger"] == "sidecar.access", 2)
+    assert len(access) == 2
+    line = access[0]
+    assert line["message"] == "GET /echo/path 200"
+    assert line["log.level"] == "info"
+    assert line["service"]["name"] == "botwatch-sidecar"
+    assert line["http"]["request"] == {"method": "GET", "id": "req-log-1"}
+    assert line["http"]["response"]["status_code"] == 200
+    assert line["url"]["path"] == "/echo/path"
+    assert line["event"]["duration"] > 0
+    assert line["client"]["ip"] == "127.0.0.1"
+    assert line["labels"] == {"route": "other", "platform": "other", "upstream": "stable"}
+    assert (line["trace"]["id"], line["span"]["id"]) == (trace_id, span_id), "the upstream's parent span is this line's span"
+    assert access[1]["http"]["response"]["status_code"] == 404, "refusals are logged too"
+
+    everything = log_file.read_text() + sidecar.process.output()
+    assert secret not in everything
+    assert "query-secret" not in everything

@@ -1,0 +1,41 @@
+"""The sidecar's metric names, labels and buckets are the contract OBSERVABILITY.md names."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from bot.telemetry.metrics import LATENCY_BUCKETS
+from sidecar.metrics import SidecarMetrics
+
+
+def test_a_request_is_counted_with_route_status_upstream_and_timed_in_the_bots_buckets() -> None:
+    registry = CollectorRegistry()
+    metrics = SidecarMetrics(registry, upstreams=("stable", "canary"), default_collectors=False)
+    metrics.observe_request("/api/v1/chat", 200, "canary", 0.3, None)
+    metrics.observe_request("/api/v1/chat", 200, "canary", 0.6, None)
+    metrics.observe_request("/api/v1/chat", 429, "stable", 0.001, None)
+    value = registry.get_sample_value
+    assert value("sidecar_requests_total", {"route": "/api/v1/chat", "status": "200", "upstream": "canary"}) == 2
+    assert value("sidecar_requests_total", {"route": "/api/v1/chat", "status": "429", "upstream": "stable"}) == 1
+    assert value("sidecar_request_duration_seconds_bucket", {"route": "/api/v1/chat", "upstream": "canary", "le": "0.5"}) == 1
+    assert value("sidecar_request_duration_seconds_count", {"route": "/api/v1/chat", "upstream": "canary"}) == 2
+    buckets = sorted(
+        float(s.labels["le"]) for family in registry.collect() for s in family.samples
+        if s.name == "sidecar_request_duration_seconds_bucket" and s.labels["upstream"] == "canary"
+    )
+    assert buckets == [*LATENCY_BUCKETS, float("inf")]
+
+
+def test_series_exist_at_zero_before_the_first_event() -> None:
+    registry = CollectorRegistry()
+    SidecarMetrics(registry, upstreams=("stable", "canary"), rules=("chat_client",), default_collectors=False)
+    value = registry.get_sample_value
+    for reason in ("max_in_flight", "upstream_down", "draining"):
+        assert value("sidecar_shed_total", {"reason": reason}) == 0
+    for upstream in ("stable", "canary"):
+        assert value("sidecar_upstream_up", {"upstream": upstream}) == 0
+        assert value("sidecar_probes_total", {"upstream": upstream, "result": "ok"}) == 0
+        assert value("sidecar_probe_duration_seconds_count", {"upstream": upstream}) == 0
+    assert value("sidecar_ratelimited_total", {"rule": "chat_client"}) == 0
+    assert value("sidecar_ratelimit_shadow_total", {"rule": "chat_client"}) == 0
+    assert value("sidecar_build_info", {"version": "0.1.0"}) == 1
