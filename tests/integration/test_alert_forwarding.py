@@ -123,3 +123,34 @@ async def test_the_receiver_refuses_callers_without_the_token(aiohttp_client: An
     assert "key=k" not in await down.text()
 
 
+
+
+@pytest.mark.parametrize(
+    ("platform", "path", "answer"),
+    [
+        ("dingtalk", "/robot/send", {"errcode": 0, "errmsg": "ok"}),
+        ("feishu", "/open-apis/bot/v2/hook/abc", {"code": 0, "msg": "success"}),
+    ],
+)
+async def test_dingtalk_and_feishu_group_robots_get_signed_alerts(
+    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path, platform: str, path: str, answer: dict[str, Any]
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from bot.app import create_app
+    from bot.settings import load_settings
+
+    api = FakePlatformAPI()
+    api.on("POST", path, answer)
+    server = await aiohttp_server(api.app())
+    env = {"ALERTS_PLATFORM": platform, "ALERTS_WEBHOOK_URL": str(server.make_url(path)) + "?access_token=t0k",
+           "ALERTS_SECRET": "SECabc123", "BOT_DATA_DIR": str(tmp_path)}
+    client = await aiohttp_client(create_app(load_settings(env), registry=CollectorRegistry()))
+    payload = {"alerts": [{"status": "firing", "labels": {"alertname": "SidecarDown", "severity": "page"},
+                           "annotations": {"summary": "sidecar gone"}}]}
+    resp = await client.post("/alerts/alertmanager", json=payload)
+    assert resp.status == 200, await resp.text()
+    [sent] = api.calls(path)
+    assert "SidecarDown" in sent.body.decode()
+    signed = sent.query.get("sign") or sent.json().get("sign")
+    assert signed, "the robot's secret must sign the request"

@@ -1,8 +1,16 @@
 """The DingTalk platform plugin."""
 
-from bot.platforms.base import PlatformPlugin
+import aiohttp
+
+from bot.platforms.base import GroupMessage, PlatformPlugin
 from bot.platforms.dingtalk.adapter import DingTalkAdapter
+from bot.platforms.dingtalk.api import post_robot_markdown
 from bot.platforms.dingtalk.settings import DingTalkSettings
+
+
+async def _group_robot(http: aiohttp.ClientSession, message: GroupMessage) -> None:
+    await post_robot_markdown(http, message.webhook_url, message.title, message.markdown, secret=message.secret)
+
 
 plugin = PlatformPlugin(
     name="dingtalk",
@@ -11,4 +19,5 @@ plugin = PlatformPlugin(
     required=("app_key", "app_secret"),
     routes=DingTalkAdapter.routes,
     create=DingTalkAdapter,
+    group_robot=_group_robot,
 )

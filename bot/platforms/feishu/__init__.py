@@ -1,8 +1,17 @@
 """The Feishu/Lark platform plugin."""
 
-from bot.platforms.base import PlatformPlugin
+import aiohttp
+
+from bot.platforms.base import GroupMessage, PlatformPlugin
 from bot.platforms.feishu.adapter import FeishuAdapter
+from bot.platforms.feishu.api import post_group_webhook
 from bot.platforms.feishu.settings import FeishuSettings
+
+
+async def _group_robot(http: aiohttp.ClientSession, message: GroupMessage) -> None:
+    # Custom bots take plain text; markdown headings and bold stay readable as they are.
+    await post_group_webhook(http, message.webhook_url, message.markdown, secret=message.secret)
+
 
 plugin = PlatformPlugin(
     name="feishu",
@@ -11,4 +20,5 @@ plugin = PlatformPlugin(
     required=("app_id", "app_secret", "verification_token"),
     routes=FeishuAdapter.routes,
     create=FeishuAdapter,
+    group_robot=_group_robot,
 )

@@ -49,3 +49,10 @@ def test_a_long_group_is_cut_with_the_rest_counted() -> None:
 def test_a_payload_without_alerts_is_invalid(payload: dict[str, Any]) -> None:
     with pytest.raises(PayloadInvalid):
         digest(payload)
+
+
+def test_every_platform_with_a_group_robot_is_offered_for_alerts() -> None:
+    from bot.platforms.registry import discover_plugins
+
+    robots = {name for name, plugin in discover_plugins().items() if plugin.group_robot is not None}
+    assert robots >= {"dingtalk", "feishu", "wecom"}
