@@ -156,13 +156,17 @@ class RedisQueue:
         self._purge = client.register_script(_PURGE)
 
     @classmethod
-    def from_url(cls, url: str, dedup_ttl: float, **kwargs: Any) -> RedisQueue:
-        """A queue with its own connection pool; one quick retry covers a connection Redis dropped."""
-        client = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+    def from_url(cls, url: str, dedup_ttl: float, *, max_connections: int = 64, **kwargs: Any) -> RedisQueue:
+        """A queue with its own connection pool; one quick retry covers a connection Redis dropped.
+
+        The pool blocks (up to 2 s) when every connection is busy: the default pool raises instead,
+        which would turn a burst of callbacks into 503s.
+        """
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=2.0, decode_responses=True,
+            socket_timeout=2.0, socket_connect_timeout=2.0, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
         )
-        return cls(client, dedup_ttl, **kwargs)
+        return cls(aioredis.Redis.from_pool(pool), dedup_ttl, **kwargs)
 
     def _job_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"

@@ -151,6 +151,14 @@ async def test_concurrent_admits_of_one_id_from_two_handles_admit_exactly_one(st
     assert (await first.depth())["inbound"] == 1
 
 
+async def test_a_burst_of_concurrent_admits_is_taken_whole(store: Store) -> None:
+    # More at once than a connection pool holds: callers wait their turn rather than fail.
+    queue = await store.open()
+    results = await asyncio.gather(*(queue.admit(message(f"m-{i}"), None) for i in range(300)))
+    assert results == [True] * 300
+    assert (await queue.depth())["inbound"] == 300
+
+
 async def test_a_failed_enqueue_leaves_the_id_unseen_so_the_platform_retry_is_admitted(store: Store) -> None:
     queue = await store.open()
     store.break_enqueue()
