@@ -35,6 +35,13 @@ rules:
     strategy: fixed-window
 """
 PROFILE_SECONDS = 8
+# Which part of the stack a sampled frame belongs to, by where its code lives (first match wins).
+_KINDS = (
+    ("telemetry/logs.py", "logging"), ("logging/", "logging"), ("ecs_logging", "logging"), ("json/", "logging"),
+    ("prometheus_client", "metrics"), ("opentelemetry", "tracing"),
+    ("aiohttp/", "HTTP and event loop"), ("asyncio", "HTTP and event loop"), ("uvloop", "HTTP and event loop"),
+    ("bot/", "botwatch code"), ("sidecar/", "botwatch code"),
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ def measure(url: str, connections: int, bot: Process, sidecar: Process) -> Point
     )
 
 
-def start_stack(workdir: Path) -> tuple[Process, Process, str]:
+def start_stack(workdir: Path) -> tuple[Process, Process, str, str]:
     """The bot as `make run` runs it (metrics, spans, ECS logs to stdout and a file) behind the sidecar."""
     bot_port, port, admin = free_port(), free_port(), free_port()
     bot = Process("bot", python_module("bot"), {
@@ -78,7 +85,7 @@ def start_stack(workdir: Path) -> tuple[Process, Process, str]:
     except (RuntimeError, TimeoutError):
         bot.stop()
         raise
-    return bot, sidecar, f"http://127.0.0.1:{port}/api/v1/chat"
+    return bot, sidecar, f"http://127.0.0.1:{port}/api/v1/chat", f"http://127.0.0.1:{bot_port}/api/v1/chat"
 
 
 def where_time_goes(pid: int, workdir: Path, name: str, top: int = 8) -> list[str]:
@@ -94,18 +101,17 @@ def where_time_goes(pid: int, workdir: Path, name: str, top: int = 8) -> list[st
         capture_output=True, check=False, timeout=PROFILE_SECONDS + 30,
     )
     own: Counter[str] = Counter()
-    threads: Counter[str] = Counter()
     for line in out.read_text().splitlines() if out.exists() else []:
         stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        own[frames[-1]] += int(count)
-        # The logging thread formats and writes every ECS line; it competes with the event loop for the GIL.
-        threads["logging thread" if any("QueueListener" in f for f in frames) else "event loop"] += int(count)
+        own[stack.split(";")[-1]] += int(count)
     total = sum(own.values())
     if not total:
         return [f"- {name}: py-spy took no samples (needs ptrace: run as root)"]
-    split = ", ".join(f"{kind} {n / total:.0%}" for kind, n in threads.most_common())
-    lines = [f"- {name} ({total} samples; {split}), most self time:"]
+    kinds: Counter[str] = Counter()
+    for frame, n in own.items():
+        kinds[next((kind for marker, kind in _KINDS if marker in frame), "other")] += n
+    split = ", ".join(f"{kind} {n / total:.0%}" for kind, n in kinds.most_common())
+    lines = [f"- {name} ({total} samples) by kind: {split}; most self time:"]
     lines += [f"  - {n / total:5.1%} `{frame}`" for frame, n in own.most_common(top)]
     return lines
 
@@ -115,9 +121,11 @@ def main() -> None:
     target = TARGET_FLOOR_MULTIPLE * gates.min_rps
     threshold_ms = gates.latency_threshold_s * 1000
     workdir = Path(tempfile.mkdtemp(prefix="bench-capacity-"))
-    bot, sidecar, url = start_stack(workdir)
+    bot, sidecar, url, direct_url = start_stack(workdir)
     points: list[Point] = []
     profile: list[str] = []
+    direct: Point | None = None
+    best: Point | None = None
     try:
         run_wrk(url, duration=2, connections=32, body=CHAT_BODY)  # warm-up: pools, sessions, allocator
         for connections in CONNECTIONS:
@@ -128,6 +136,8 @@ def main() -> None:
                 break
         holding = [p for p in points if not p.wrk.errors and p.wrk.p99_ms < threshold_ms]
         best = max(holding, key=lambda p: p.wrk.rps, default=None)
+        # The bot alone at the same concurrency tells whether the sidecar or the bot sets the limit.
+        direct = measure(direct_url, best.connections if best else CONNECTIONS[0], bot, sidecar)
         if best is None or best.wrk.rps < target:
             # Profile at the best holding load, while wrk keeps it busy.
             connections = best.connections if best else CONNECTIONS[0]
@@ -141,10 +151,13 @@ def main() -> None:
     finally:
         sidecar.stop()
         bot.stop()
-    report(points, best, target, threshold_ms, profile)
+    report(points, best, direct, target, threshold_ms, profile)
 
 
-def report(points: list[Point], best: Point | None, target: float, threshold_ms: float, profile: list[str]) -> None:
+def report(
+    points: list[Point], best: Point | None, direct: Point | None, target: float, threshold_ms: float,
+    profile: list[str],
+) -> None:
     lines = [
         f"`POST /api/v1/chat` through the sidecar (one in-memory rate-limit rule) to the bot with full telemetry"
         f" (metrics, spans, ECS logs to stdout and a file), built-in model; wrk 1 thread, {SECONDS:g} s per point,"
@@ -153,11 +166,12 @@ def report(points: list[Point], best: Point | None, target: float, threshold_ms:
         "| connections | req/s | p50 ms | p99 ms | errors | holds | wrk cores | sidecar cores | bot cores |",
         "|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for p in points:
+    for p in points + ([direct] if direct else []):
         r = p.wrk
         holds = "yes" if not r.errors and r.p99_ms < threshold_ms else "no"
+        name = f"{p.connections} (bot direct)" if p is direct else str(p.connections)
         lines.append(
-            f"| {p.connections} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {holds}"
+            f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {holds}"
             f" | {r.cpu_s / r.duration_s:.2f} | {p.sidecar_cores:.2f} | {p.bot_cores:.2f} |"
         )
     lines.append("")
