@@ -127,7 +127,7 @@ def execute(profile: Profile, target: Target, gates: Gates, out: Path, *, rate: 
     try:
         on = platforms_on(target.host)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return False, f"FAIL: {target.host}/api/health did not answer ({exc})"
+        return False, f"FAIL: {target.host}/api/health did not answer ({exc}); start it (make run) or pass --host"
     classes, notes = choose_users(on, weights, environ)
     if not classes:
         return False, "FAIL: every user class has weight 0"
