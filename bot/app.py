@@ -140,13 +140,10 @@ def _session_store(given: SessionStore | None) -> CleanupCtx:
             app[sessions_key] = memory
             yield
             return
-        import redis.asyncio as aioredis
-
+        from bot.redis_pool import redis_client
         from bot.sessions.redis import RedisSessionStore
 
-        client = aioredis.Redis.from_url(
-            settings.redis_url.get_secret_value(), socket_timeout=2.0, socket_connect_timeout=2.0
-        )
+        client = redis_client(settings.redis_url.get_secret_value())
         store = RedisSessionStore(client, settings.session_ttl_seconds)
         app[sessions_key] = store
         app[readiness_key].add("redis", store.check)
@@ -179,6 +176,8 @@ def _model_backend(given: ModelBackend | None) -> CleanupCtx:
                 breaker=CircuitBreaker(settings.model_breaker_failures, settings.model_breaker_reset),
             )
             app[readiness_key].add("model", backend.check)
+            breaker = backend.breaker
+            app[metrics_key].model_circuit_open.labels(backend.name).set_function(lambda: float(breaker.is_open))
         else:
             backend = BuiltinBackend()
         app[backend_key] = backend

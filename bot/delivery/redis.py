@@ -11,10 +11,9 @@ from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from bot.redis_pool import redis_client
 from bot.delivery.base import Job, message_from_dict, message_to_dict
 from bot.errors import DependencyUnavailable
 from bot.messages import InboundMessage
@@ -157,16 +156,8 @@ class RedisQueue:
 
     @classmethod
     def from_url(cls, url: str, dedup_ttl: float, *, max_connections: int = 64, **kwargs: Any) -> RedisQueue:
-        """A queue with its own connection pool; one quick retry covers a connection Redis dropped.
-
-        The pool blocks (up to 2 s) when every connection is busy: the default pool raises instead,
-        which would turn a burst of callbacks into 503s.
-        """
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=2.0, decode_responses=True,
-            socket_timeout=2.0, socket_connect_timeout=2.0, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
-        )
-        return cls(aioredis.Redis.from_pool(pool), dedup_ttl, **kwargs)
+        """A queue with its own connection pool (see bot.redis_pool)."""
+        return cls(redis_client(url, max_connections=max_connections, decode_responses=True), dedup_ttl, **kwargs)
 
     def _job_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"

@@ -60,3 +60,13 @@ async def test_metrics_speaks_openmetrics_when_asked(make_client: MakeClient) ->
     resp = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
     assert (await resp.text()).rstrip().endswith("# EOF")
+
+
+async def test_the_model_circuit_state_is_exported(make_client: MakeClient) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    client = await make_client({"MODEL_ENDPOINT": dead, "MODEL_MAX_RETRIES": "0", "MODEL_BREAKER_FAILURES": "1"})
+    text = await (await client.get("/metrics")).text()
+    assert 'bot_model_circuit_open{backend="openai_compat"} 0.0' in text
+    await client.post("/api/v1/chat", json={"message": "x"})
+    text = await (await client.get("/metrics")).text()
+    assert 'bot_model_circuit_open{backend="openai_compat"} 1.0' in text
