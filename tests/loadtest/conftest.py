@@ -11,7 +11,7 @@ import pytest
 from tests.support.ports import free_port
 from tests.support.processes import Process, python_module
 
-# A real rule on the chat route, set above any rate these tests offer unless a test lowers it.
+# A rule on the chat route for tests that want the sidecar to refuse part of the load.
 RULES = """\
 rules:
   - name: chat_total
@@ -35,18 +35,20 @@ class Stack:
 
 @pytest.fixture
 def start_stack(start_bot, tmp_path: Path) -> Iterator[Callable[..., Stack]]:  # type: ignore[no-untyped-def]
-    """Start a bot and a sidecar in front of it; `chat_limit` is the sidecar's chat rate limit per second."""
+    """Start a bot behind a sidecar with its default rate limits, or one chat rule of `chat_limit` req/s."""
     sidecars: list[Process] = []
 
-    def start(bot_env: dict[str, str] | None = None, chat_limit: int = 1000) -> Stack:
+    def start(bot_env: dict[str, str] | None = None, chat_limit: int | None = None) -> Stack:
         _, bot = start_bot(bot_env)
-        rules = tmp_path / f"rules-{len(sidecars)}.yaml"
-        rules.write_text(RULES.format(limit=chat_limit))
         port, admin = free_port(), free_port()
         env = {
             "SIDECAR_PORT": str(port), "SIDECAR_ADMIN_PORT": str(admin), "SIDECAR_UPSTREAM": bot,
-            "SIDECAR_RATE_LIMITS": str(rules), "SIDECAR_LOG_FILE": str(tmp_path / f"sidecar-{port}.log"),
+            "SIDECAR_LOG_FILE": str(tmp_path / f"sidecar-{port}.log"),
         }
+        if chat_limit is not None:
+            rules = tmp_path / f"rules-{port}.yaml"
+            rules.write_text(RULES.format(limit=chat_limit))
+            env["SIDECAR_RATE_LIMITS"] = str(rules)
         sidecar = Process(f"sidecar-{port}", python_module("sidecar"), env, tmp_path)
         sidecars.append(sidecar)
         sidecar.wait_http(f"http://127.0.0.1:{admin}/sidecar/ready")
