@@ -186,7 +186,7 @@ def report(
             f" {r.cpu_s / r.duration_s:.2f} cores of 2 for it."
         )
     if profile:
-        lines += ["", f"Where the time goes at that load (py-spy, {PROFILE_SECONDS} s, self time by function):", *profile]
+        lines += ["", f"Where the time goes at that load (py-spy, {PROFILE_SECONDS} s, self time):", *profile]
     append_results("capacity: sidecar -> bot, full telemetry", lines)
 
 

@@ -49,9 +49,9 @@ def exact_percentile(values: Iterable[float], q: float) -> float:
 class Recorder:
     """Collects requests in the load generator's process; written once when the run stops."""
 
-    ends: array = field(default_factory=lambda: array("d"))  # type: ignore[type-arg]
-    latencies_ms: array = field(default_factory=lambda: array("d"))  # type: ignore[type-arg]
-    outcomes: array = field(default_factory=lambda: array("b"))  # type: ignore[type-arg]
+    ends: array[float] = field(default_factory=lambda: array("d"))
+    latencies_ms: array[float] = field(default_factory=lambda: array("d"))
+    outcomes: array[int] = field(default_factory=lambda: array("b"))
     counts: Counter[tuple[str, int]] = field(default_factory=Counter)
     error_reasons: Counter[str] = field(default_factory=Counter)
     steps: list[dict[str, float]] = field(default_factory=list)

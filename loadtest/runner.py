@@ -50,18 +50,22 @@ def _answers(url: str) -> bool:
 
 def resolve_target(host: str | None, bot_metrics: str | None, sidecar_metrics: str | None) -> Target:
     """Explicit URLs win; with none, the local stack, through the sidecar when it runs."""
-    off = lambda url: None if url in ("", "none") else url  # noqa: E731
     if host is None:
         through_sidecar = _answers(LOCAL_SIDECAR_ADMIN + "/sidecar/health")
         host = LOCAL_SIDECAR if through_sidecar else LOCAL_BOT
-        default_bot, default_sidecar = LOCAL_BOT + "/metrics", (LOCAL_SIDECAR_ADMIN + "/metrics" if through_sidecar else None)
+        default_bot = LOCAL_BOT + "/metrics"
+        default_sidecar = LOCAL_SIDECAR_ADMIN + "/metrics" if through_sidecar else None
     else:
         default_bot, default_sidecar = host.rstrip("/") + "/metrics", None
     return Target(
         host.rstrip("/"),
-        off(bot_metrics) if bot_metrics is not None else default_bot,
-        off(sidecar_metrics) if sidecar_metrics is not None else default_sidecar,
+        _unless_none(bot_metrics) if bot_metrics is not None else default_bot,
+        _unless_none(sidecar_metrics) if sidecar_metrics is not None else default_sidecar,
     )
+
+
+def _unless_none(url: str) -> str | None:
+    return None if url in ("", "none") else url
 
 
 def platforms_on(host: str) -> list[str]:
@@ -70,7 +74,9 @@ def platforms_on(host: str) -> list[str]:
         return [str(p) for p in json.loads(resp.read()).get("platforms", [])]
 
 
-def choose_users(on: Sequence[str], weights: Mapping[str, int], environ: Mapping[str, str]) -> tuple[list[str], list[str]]:
+def choose_users(
+    on: Sequence[str], weights: Mapping[str, int], environ: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
     """User classes to run, and notes on platforms left out (off in the bot, weight 0 or no secrets here)."""
     chosen = [user_class_name("chat")] if weight_of("chat", weights) > 0 else []
     notes = []

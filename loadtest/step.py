@@ -18,18 +18,24 @@ class StepResult:
     held: bool  # both the latency and the error gate held during this step
 
 
+def step_holds(window: RunRecord, gates: Gates) -> bool:
+    """Whether one step's requests stayed under the latency threshold and the error ceiling."""
+    return (
+        window.served > 0
+        and window.percentile_ms(gates.latency_objective) < gates.latency_threshold_s * 1000
+        and window.error_ratio < gates.max_error_ratio
+    )
+
+
 def analyse_steps(record: RunRecord, gates: Gates) -> list[StepResult]:
     results = []
     for step in record.steps:
         window = record.window(step["measure_from"], step["end"])
         seconds = step["end"] - step["measure_from"]
-        p = window.percentile_ms(gates.latency_objective)
-        held = (
-            window.served > 0
-            and p < gates.latency_threshold_s * 1000
-            and window.error_ratio < gates.max_error_ratio
-        )
-        results.append(StepResult(step["rate"], window.served / seconds, p, window.error_ratio, held))
+        results.append(StepResult(
+            step["rate"], window.served / seconds, window.percentile_ms(gates.latency_objective),
+            window.error_ratio, step_holds(window, gates),
+        ))
     return results
 
 
@@ -52,8 +58,10 @@ def knee_line(steps: list[StepResult], gates: Gates) -> str:
         f" {broke.percentile_ms:.1f} ms and errors {broke.error_ratio:.2%}" if broke
         else "; no step broke a gate (raise --max-rate)"
     )
+    if not steps:
+        return "knee: no step ran"
     if best is None:
-        return f"knee: below the first step ({steps[0].offered_rps:.0f} req/s offered)" + after if steps else "knee: no step ran"
+        return f"knee: below the first step ({steps[0].offered_rps:.0f} req/s offered)" + after
     return (
         f"knee: {best.achieved_rps:.0f} req/s (offered {best.offered_rps:.0f}; {name} {best.percentile_ms:.1f} ms,"
         f" errors {best.error_ratio:.2%})" + after

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from loadtest.record import Outcome, RunRecord
-from loadtest.scrape import LabelFilter, Snapshot, bucket_index, bucket_label, histogram_quantile
+from loadtest.scrape import Labels, LabelFilter, Snapshot, bucket_index, bucket_label, histogram_quantile
 from loadtest.settings import CHAT_ROUTE
 
 # Timings taken by different processes sharing two cores differ by scheduling delays: runs here showed
@@ -80,10 +80,7 @@ def check_truth(
         checks.append(_count_check("bot requests", bot.total("bot_requests_total", on_routes), expected, how))
         for route, statuses in sorted(record.answered_by_route().items()):
             ok_generator = sum(n for status, n in statuses.items() if 200 <= status < 300)
-            ok_metric = bot.total(
-                "bot_requests_total",
-                lambda labels, r=route: labels.get("route") == r and labels.get("status", "").startswith("2"),
-            )
+            ok_metric = bot.total("bot_requests_total", _ok_on(route))
             checks.append(_count_check(f"bot 2xx on {route}", ok_metric, ok_generator, "2xx by route"))
         if any(route != CHAT_ROUTE for route in routes):
             # Every callback carried a fresh event id: one taken for a re-delivery would go unanswered.
@@ -91,6 +88,13 @@ def check_truth(
             checks.append(_count_check("bot duplicates", duplicates, 0, "bot_duplicates_total delta for unique events"))
     checks += _histogram_chain(record, bot, sidecar, on_routes, objective)
     return TruthReport(checks)
+
+
+def _ok_on(route: str) -> LabelFilter:
+    def matches(labels: Labels) -> bool:
+        return labels.get("route") == route and labels.get("status", "").startswith("2")
+
+    return matches
 
 
 def _histogram_chain(

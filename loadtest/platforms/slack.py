@@ -36,5 +36,5 @@ class SlackCallbacks:
         return SignedRequest(self.route, body.encode(), {
             "Content-Type": "application/json",
             "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": self.verifier.generate_signature(timestamp=timestamp, body=body),
+            "X-Slack-Signature": self.verifier.generate_signature(timestamp=timestamp, body=body) or "",
         })

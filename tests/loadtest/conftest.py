@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.loadtest.stack import RULES, Stack, StartBot, StartStack
 from tests.support.ports import free_port
 from tests.support.processes import Process, python_module
 
-# A rule on the chat route for tests that want the sidecar to refuse part of the load.
-RULES = """\
-rules:
-  - name: chat_total
-    routes: [/api/v1/chat]
-    key: route
-    limits: [{limit}/second]
-    strategy: fixed-window
-"""
-
-
-@dataclass(frozen=True)
-class Stack:
-    entry: str  # the sidecar's public port: what clients load
-    bot: str
-    sidecar_admin: str
-
-    def loadtest_args(self) -> list[str]:
-        return ["--host", self.entry, "--bot-metrics", self.bot + "/metrics",
-                "--sidecar-metrics", self.sidecar_admin + "/metrics"]
-
 
 @pytest.fixture
-def start_stack(start_bot, tmp_path: Path) -> Iterator[Callable[..., Stack]]:  # type: ignore[no-untyped-def]
+def start_stack(start_bot: StartBot, tmp_path: Path) -> Iterator[StartStack]:
     """Start a bot behind a sidecar with its default rate limits, or one chat rule of `chat_limit` req/s."""
     sidecars: list[Process] = []
 

@@ -18,7 +18,9 @@ def test_chat_always_loads_and_a_platform_only_when_the_bot_has_it_on() -> None:
 def test_a_platform_on_in_the_bot_without_its_secrets_here_is_left_out_and_said_so() -> None:
     users, notes = choose_users(["slack", "wecom"], {}, SLACK)
     assert users == ["ChatUser", "SlackUser"]
-    assert notes == ["wecom: on in the bot but WECOM_CORP_ID, WECOM_TOKEN, WECOM_ENCODING_AES_KEY not set here, not loaded"]
+    assert notes == [
+        "wecom: on in the bot but WECOM_CORP_ID, WECOM_TOKEN, WECOM_ENCODING_AES_KEY not set here, not loaded"
+    ]
 
 
 def test_weights_are_configurable_and_zero_turns_a_user_class_off() -> None:

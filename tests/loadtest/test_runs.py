@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.ports import free_port
+from tests.loadtest.stack import StartBot, StartStack
 from tests.support.processes import ROOT, Process, python_module
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,7 @@ def platforms_on(tmp_path: Path) -> Iterator[dict[str, str]]:
     api.stop()
 
 
-def test_the_ci_gate_holds_the_slo_and_the_metrics_tell_the_truth(start_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_ci_gate_holds_the_slo_and_the_metrics_tell_the_truth(start_stack: StartStack, tmp_path: Path) -> None:
     stack = start_stack()
     result = run_loadtest("smoke", *stack.loadtest_args(), "--duration", "30", results=tmp_path / "results")
     out = result.stdout
@@ -92,7 +93,9 @@ def test_the_ci_gate_holds_the_slo_and_the_metrics_tell_the_truth(start_stack, t
     assert "<html" in (run / "report.html").read_text().lower()
 
 
-def test_sidecar_429s_are_counted_apart_and_every_counter_still_matches(start_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sidecar_429s_are_counted_apart_and_every_counter_still_matches(
+    start_stack: StartStack, tmp_path: Path
+) -> None:
     stack = start_stack(chat_limit=60)  # 100 req/s offered: about 40 % refused
     result = run_loadtest("smoke", *stack.loadtest_args(), "--duration", "10", results=tmp_path / "results")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -101,8 +104,8 @@ def test_sidecar_429s_are_counted_apart_and_every_counter_still_matches(start_st
     assert "truth check passed" in result.stdout
 
 
-def test_a_model_slowed_to_600_ms_fails_the_gate_with_a_one_line_reason(  # type: ignore[no-untyped-def]
-    start_stack, slow_model: str, tmp_path: Path
+def test_a_model_slowed_to_600_ms_fails_the_gate_with_a_one_line_reason(
+    start_stack: StartStack, slow_model: str, tmp_path: Path
 ) -> None:
     stack = start_stack({"MODEL_ENDPOINT": slow_model})
     result = run_loadtest("smoke", *stack.loadtest_args(), "--duration", "10", results=tmp_path / "results")
@@ -115,7 +118,9 @@ def test_a_model_slowed_to_600_ms_fails_the_gate_with_a_one_line_reason(  # type
     assert "truth check passed" in result.stdout
 
 
-def test_the_step_profile_prints_the_knee_and_draws_rate_against_latency(start_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_step_profile_prints_the_knee_and_draws_rate_against_latency(
+    start_stack: StartStack, tmp_path: Path
+) -> None:
     stack = start_stack()
     result = run_loadtest(
         "step", *stack.loadtest_args(), "--rate", "50", "--step-rate", "50", "--step-seconds", "3", "--max-rate", "150",
@@ -130,7 +135,7 @@ def test_the_step_profile_prints_the_knee_and_draws_rate_against_latency(start_s
     assert (run / "step.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_the_soak_profile_reports_the_bots_memory_and_open_files(start_bot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_soak_profile_reports_the_bots_memory_and_open_files(start_bot: StartBot, tmp_path: Path) -> None:
     _, base = start_bot()
     result = run_loadtest("soak", "--host", base, "--duration", "5", results=tmp_path / "results")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -140,8 +145,8 @@ def test_the_soak_profile_reports_the_bots_memory_and_open_files(start_bot, tmp_
     )
 
 
-def test_signed_callbacks_of_every_platform_join_the_gated_run(  # type: ignore[no-untyped-def]
-    start_stack, platforms_on: dict[str, str], tmp_path: Path
+def test_signed_callbacks_of_every_platform_join_the_gated_run(
+    start_stack: StartStack, platforms_on: dict[str, str], tmp_path: Path
 ) -> None:
     stack = start_stack(platforms_on)
     result = run_loadtest("smoke", *stack.loadtest_args(), "--duration", "15", "--weights", "chat=4",

@@ -21,7 +21,10 @@ def run_of(latencies_ms: list[float], status: int = 200, rejected: int = 0) -> R
     return rec.as_record()
 
 
-def histogram(name: str, latencies_s: list[float], labels: tuple[tuple[str, str], ...]) -> dict:  # type: ignore[type-arg]
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def histogram(name: str, latencies_s: list[float], labels: tuple[tuple[str, str], ...]) -> Samples:
     return {
         (f"{name}_bucket", tuple(sorted((("le", str(le)), *labels)))): float(sum(lat <= le for lat in latencies_s))
         for le in (*BOUNDS, math.inf)
@@ -114,7 +117,8 @@ def test_through_the_sidecar_each_histogram_is_held_to_the_layer_just_outside_it
     assert check_truth(run, bot, sidecar_delta(100, 0, latency_s=0.08), 0.99).passed
     # A sidecar whose histogram says 30 ms while the client saw 140 hides time somewhere.
     report = check_truth(run, bot, sidecar_delta(100, 0, latency_s=0.03), 0.99)
-    assert "sidecar latency histogram: estimate 49.8 ms in (0.025 s, 0.05 s], generator's exact 140.000 ms" in report.line()
+    expected = "sidecar latency histogram: estimate 49.8 ms in (0.025 s, 0.05 s], generator's exact 140.000 ms"
+    assert expected in report.line()
 
 
 def test_a_unique_callback_taken_for_a_duplicate_fails_the_run() -> None:
