@@ -116,6 +116,11 @@ class QQGateway:
                 url = None  # the address may have moved: ask for it again
                 reason = exc.reason if isinstance(exc, DeliveryFailed) else type(exc).__name__
                 ending = _Ending(f"gateway unreachable: {reason}")
+            except Exception:
+                # Whatever went wrong, a dead task would silently stop every QQ message: log and go on.
+                log.exception("qq gateway connection failed unexpectedly", extra=self._log_fields())
+                url = None
+                ending = _Ending("unexpected error")
             delay = self._delay(ending.delay)
             self._set_state(GatewayState.WAITING)
             log.warning(

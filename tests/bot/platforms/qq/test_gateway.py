@@ -219,3 +219,16 @@ async def test_an_event_that_could_not_be_queued_is_replayed_after_a_resume(
         finally:
             await client.close()
         assert client.state == "stopped"
+
+
+async def test_a_gateway_address_that_cannot_be_had_is_asked_for_again_after_a_backoff(
+    start_platform: StartPlatform, qq_platform: QQOpenPlatform, gateway: FakeGateway
+) -> None:
+    qq_platform.api.faults["/gateway/bot"] = [503, 502]
+    await start_platform("qq", lambda base: qq_platform.env(base, QQ_MODE="websocket",
+                                                            QQ_RECONNECT_BASE_SECONDS="0.01"), qq_platform.api)
+
+    conn = await gateway.next_connection()
+    await conn.hello()
+    assert (await conn.expect(Op.WS_IDENTITY))["token"] == "QQBot access-1"
+    assert len(qq_platform.api.calls("/gateway/bot")) == 3
