@@ -19,6 +19,7 @@ from bot.backends.openai_compat import OpenAICompatBackend
 from bot.conversation import Conversation
 from bot.delivery.base import InboundQueue
 from bot.delivery.retry import RetryPolicy
+from bot.delivery.shaping import OutboundShaper
 from bot.delivery.store import open_inbound_queue
 from bot.delivery.worker import DeliveryWorkers
 from bot.errors import ConfigError
@@ -229,6 +230,9 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
             created = enabled.plugin.create(enabled.settings, deps)
             adapters[name] = await created if inspect.isawaitable(created) else created
         app[adapters_key] = adapters
+        # Replicas share the platforms' sending budgets through Redis; one process keeps them in memory.
+        shaper = (OutboundShaper.in_memory() if settings.redis_url is None
+                  else OutboundShaper.in_redis(settings.redis_url.get_secret_value()))
         workers = DeliveryWorkers(
             app[queue_key], adapters, app[conversation_key], app[metrics_key], app[tracer_key],
             policy=RetryPolicy(
@@ -236,18 +240,24 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
             ),
             concurrency=settings.bot_workers,
             lease_seconds=settings.delivery_lease_seconds,
+            shaper=shaper,
         )
         app[workers_key] = workers
         app[intake_key] = Intake(app[queue_key], app[metrics_key], workers.notify)
         workers.start()
-        for adapter in adapters.values():
+        for name, adapter in adapters.items():
             start = getattr(adapter, "start", None)
             if start is not None:
                 await start()
+            check = getattr(adapter, "check", None)
+            if check is not None:
+                # A platform with its own connection (QQ's gateway) is part of readiness.
+                app[readiness_key].add(f"platform:{name}", check)
         try:
             yield
         finally:
             await workers.stop(settings.bot_shutdown_timeout)
+            await shaper.close()
             for adapter in adapters.values():
                 close = getattr(adapter, "close", None)
                 if close is not None:

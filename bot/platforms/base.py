@@ -10,10 +10,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from limits import parse_many
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
 
 from bot.errors import ConfigError
 from bot.messages import InboundMessage, Reply
@@ -76,6 +77,26 @@ class DeliveryFailed(Exception):
         self.retry_after = retry_after
 
 
+class OutboundLimit(NamedTuple):
+    """A sending budget a reply draws on: at most `rate` ("20/minute", `limits` notation) per `key`.
+
+    The key names what the platform counts (a robot in a chat, an app), prefixed with the
+    platform and app so that two apps never share a budget.
+    """
+
+    key: str
+    rate: str
+
+
+def _rates(value: str) -> str:
+    parse_many(value)  # raises ValueError naming the string, so start-up fails on a typo
+    return value
+
+
+# A settings field holding `limits` rate strings ("50/second;1000/minute"), checked at start-up.
+RateLimits = Annotated[str, AfterValidator(_rates)]
+
+
 @runtime_checkable
 class PlatformAdapter(Protocol):
     """One chat platform: verify and decode its callbacks, acknowledge them, format and send replies."""
@@ -115,7 +136,11 @@ class PlatformAdapter(Protocol):
         ...
 
     # Optional: `async def start(self) -> None` (called once the app is up, e.g. to open a
-    # platform WebSocket) and `async def close(self) -> None` (called at shutdown).
+    # platform WebSocket), `async def close(self) -> None` (called at shutdown) and
+    # `async def check(self) -> None` (part of /ready: raise DependencyUnavailable when down).
+    # Optional: `def outbound_limits(self, reply: Reply) -> Sequence[OutboundLimit]`, the
+    # platform's sending budgets this reply counts against; the delivery worker holds the reply
+    # in the queue until every one has room, so the platform never throttles the bot.
 
 
 @dataclass(frozen=True)

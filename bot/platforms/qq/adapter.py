@@ -9,12 +9,12 @@ from urllib.parse import quote
 
 import orjson
 
-from bot.errors import WebhookRejected
+from bot.errors import DependencyUnavailable, WebhookRejected
 from bot.messages import InboundMessage, Reply
 from bot.platforms.base import Decoded, DeliveryFailed, PlatformDeps, Route, WebhookRequest, WebhookResponse
 from bot.platforms.qq.api import QQApi
 from bot.platforms.qq.crypto import callback_message, derive_key, is_valid, parse_signature, validation_answer
-from bot.platforms.qq.gateway import QQGateway
+from bot.platforms.qq.gateway import GatewayState, QQGateway
 from bot.platforms.qq.settings import QQSettings
 
 log = logging.getLogger("bot.platforms.qq")
@@ -127,6 +127,14 @@ class QQAdapter:
     async def close(self) -> None:
         if self.gateway is not None:
             await self.gateway.close()
+
+    async def check(self) -> None:
+        """Ready in webhook mode; in websocket mode only while the gateway session is up."""
+        if self.gateway is None:
+            return
+        state = self.gateway.snapshot()["state"]
+        if state != GatewayState.READY:
+            raise DependencyUnavailable(f"qq gateway is {state}")
 
     async def _on_dispatch(self, event: str, d: Any) -> None:
         if event not in MESSAGE_EVENTS:

@@ -232,3 +232,17 @@ async def test_a_gateway_address_that_cannot_be_had_is_asked_for_again_after_a_b
     await conn.hello()
     assert (await conn.expect(Op.WS_IDENTITY))["token"] == "QQBot access-1"
     assert len(qq_platform.api.calls("/gateway/bot")) == 3
+
+
+async def test_ready_reports_the_gateway_until_its_session_is_up(
+    qq_ws: PlatformLoop, gateway: FakeGateway
+) -> None:
+    first = await gateway.next_connection()
+    waiting = await qq_ws.client.get("/ready")
+    assert waiting.status == 503
+    assert "platform:qq" in (await waiting.json())["failing"]
+    await first.hello()
+    await first.expect(Op.WS_IDENTITY)
+    await first.ready("session-1")
+    await until(lambda: adapter_of(qq_ws).gateway.snapshot()["state"] == "ready")  # type: ignore[union-attr]
+    assert (await qq_ws.client.get("/ready")).status == 200
