@@ -49,6 +49,10 @@ class InboundQueue(Protocol):
         """Count a failed attempt and make the job due again after `delay` seconds."""
         ...
 
+    async def defer(self, job_id: str, delay: float) -> None:
+        """Make the job due again after `delay` seconds without counting an attempt (it was not tried)."""
+        ...
+
     async def bury(self, job_id: str, error: str) -> None:
         """Move the job to the dead letters with the reason."""
         ...

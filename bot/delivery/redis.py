@@ -72,6 +72,13 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 return 1
 """
 
+_DEFER = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
+""" + _RELEASE + """
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return 1
+"""
+
 _BURY = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
 """ + _RELEASE + """
@@ -149,6 +156,7 @@ class RedisQueue:
         self._promote = client.register_script(_PROMOTE)
         self._complete = client.register_script(_COMPLETE)
         self._retry = client.register_script(_RETRY)
+        self._defer = client.register_script(_DEFER)
         self._bury = client.register_script(_BURY)
         self._save_reply = client.register_script(_SAVE_REPLY)
         self._replay = client.register_script(_REPLAY)
@@ -250,6 +258,12 @@ class RedisQueue:
         due = self._clock() + delay
         await self._call(lambda: self._retry(
             keys=[self._job_key(job_id), self.stream, self.scheduled], args=[self.group, job_id, repr(due), error],
+        ))
+
+    async def defer(self, job_id: str, delay: float) -> None:
+        due = self._clock() + delay
+        await self._call(lambda: self._defer(
+            keys=[self._job_key(job_id), self.stream, self.scheduled], args=[self.group, job_id, repr(due)],
         ))
 
     async def bury(self, job_id: str, error: str) -> None:

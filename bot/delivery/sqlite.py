@@ -149,6 +149,14 @@ class SQLiteQueue:
             (now + delay, error, now, job_id),
         )
 
+    async def defer(self, job_id: str, delay: float) -> None:
+        now = self._clock()
+        await self._run(
+            self._update,
+            "UPDATE jobs SET due_at = ?, lease_until = 0, updated_at = ? WHERE id = ? AND state = 'pending'",
+            (now + delay, now, job_id),
+        )
+
     async def bury(self, job_id: str, error: str) -> None:
         await self._run(
             self._update,

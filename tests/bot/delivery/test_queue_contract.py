@@ -225,6 +225,32 @@ async def test_a_retried_job_comes_back_after_its_delay_counting_the_attempt(sto
     )
 
 
+async def test_a_deferred_job_comes_back_after_its_delay_without_counting_an_attempt(store: Store) -> None:
+    queue = await store.open()
+    await queue.admit(message("m-shaped"), None)
+    job = await queue.claim(LONG_LEASE)
+    assert job is not None
+    await queue.save_reply(job.id, "saved")
+    started = time.monotonic()
+    await queue.defer(job.id, 0.5)
+    assert await queue.claim(LONG_LEASE) is None
+    assert (await queue.depth())["inbound"] == 1
+    again, came = await claim_within(queue, LONG_LEASE)
+    assert came - started >= 0.5
+    assert (again.id, again.attempts, again.last_error, again.reply_text) == (job.id, 0, None, "saved")
+
+
+async def test_a_finished_job_is_not_brought_back_by_a_late_deferral(store: Store) -> None:
+    queue = await store.open()
+    await queue.admit(message("m-done-then-deferred"), None)
+    job = await queue.claim(LONG_LEASE)
+    assert job is not None
+    await queue.bury(job.id, "gave up")
+    await queue.defer(job.id, 0.0)
+    assert await queue.claim(0.0) is None
+    assert await queue.depth() == {"inbound": 0, "dead_letter": 1}
+
+
 async def test_a_completed_job_is_gone_but_its_id_stays_seen(store: Store) -> None:
     queue = await store.open()
     await queue.admit(message("m-done"), None)
