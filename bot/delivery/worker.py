@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind, Tracer
 from bot.conversation import Conversation
 from bot.delivery.base import InboundQueue, Job
 from bot.delivery.retry import RetryPolicy
+from bot.delivery.shaping import OutboundShaper
 from bot.errors import BackendError, DependencyUnavailable
 from bot.messages import Reply
 from bot.platforms.base import DeliveryFailed, PlatformAdapter
@@ -39,6 +40,7 @@ class DeliveryWorkers:
         concurrency: int = 8,
         lease_seconds: float = 120.0,
         poll_interval: float = 0.5,
+        shaper: OutboundShaper | None = None,
     ) -> None:
         self.queue = queue
         self.adapters = adapters
@@ -49,6 +51,7 @@ class DeliveryWorkers:
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
+        self.shaper = shaper
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._reporter: asyncio.Task[None] | None = None
@@ -122,9 +125,13 @@ class DeliveryWorkers:
             if text is None:
                 text = await self._answer(job)
                 await self.queue.save_reply(job.id, text)
+            reply = Reply(message, text)
+            if await self._shaped(job, adapter, reply):
+                span.add_event("outbound shaped")
+                return
             try:
                 with self.tracer.start_as_current_span("platform.send", kind=SpanKind.CLIENT):
-                    await adapter.send(Reply(message, text))
+                    await adapter.send(reply)
             except DeliveryFailed as exc:
                 await self._failed(job, exc)
                 return
@@ -132,6 +139,20 @@ class DeliveryWorkers:
             self.metrics.delivery_attempts.labels(message.platform, "delivered").inc()
             self.metrics.reply_duration.labels(message.platform).observe(max(0.0, time.time() - message.received_at))
             log.info("reply delivered", extra={"labels.platform": message.platform, "event.outcome": "success"})
+
+    async def _shaped(self, job: Job, adapter: PlatformAdapter, reply: Reply) -> bool:
+        """Hold the reply back (not an attempt) while a platform sending budget it draws on is spent."""
+        outbound_limits = getattr(adapter, "outbound_limits", None)
+        if self.shaper is None or outbound_limits is None:
+            return False
+        delay = await self.shaper.acquire(outbound_limits(reply))
+        if delay <= 0:
+            return False
+        self.metrics.outbound_shaped.labels(reply.inbound.platform).inc()
+        log.debug("reply held back %.2fs for the platform's sending budget", delay,
+                  extra={"labels.platform": reply.inbound.platform})
+        await self.queue.defer(job.id, delay)
+        return True
 
     async def _answer(self, job: Job) -> str:
         try:

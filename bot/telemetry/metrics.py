@@ -64,6 +64,10 @@ class BotMetrics:
         self.delivery_attempts = Counter(
             "bot_delivery_attempts", "Reply delivery attempts by outcome.", ("platform", "outcome"), registry=r,
         )
+        self.outbound_shaped = Counter(
+            "bot_outbound_shaped", "Replies held back in the queue until the platform's sending budget has room.",
+            ("platform",), registry=r,
+        )
         self.dead_letters = Counter(
             "bot_dead_letters", "Replies given up on after the last attempt.", ("platform",), registry=r,
         )

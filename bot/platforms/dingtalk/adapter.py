@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from yarl import URL
 
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage, Reply
-from bot.platforms.base import Decoded, DeliveryFailed, PlatformDeps, Route, WebhookRequest, WebhookResponse
+from bot.platforms.base import (
+    Decoded, DeliveryFailed, OutboundLimit, PlatformDeps, Route, WebhookRequest, WebhookResponse,
+)
 from bot.platforms.checks import json_object, secrets_match
 from bot.platforms.dingtalk.api import SESSION_GONE, DingTalkAPI, post_webhook, webhook_failure
 from bot.platforms.dingtalk.crypto import sign
@@ -105,7 +108,7 @@ class DingTalkAdapter:
                 return
             if code != SESSION_GONE:
                 raise webhook_failure("session webhook", 200, {"errcode": code})
-        robot_code = self.settings.robot_code or handle.get("robot_code") or self.settings.app_key
+        robot_code = self._robot_code(handle)
         if handle.get("conversation_type") == SINGLE_CHAT:
             staff_id = handle.get("staff_id")
             if not staff_id:
@@ -113,6 +116,19 @@ class DingTalkAdapter:
             await self.api.send_to_user(robot_code, staff_id, reply.text)
         else:
             await self.api.send_to_group(robot_code, handle["conversation_id"], reply.text)
+
+    def outbound_limits(self, reply: Reply) -> Sequence[OutboundLimit]:
+        """One robot in one conversation, whichever way the reply goes.
+
+        DingTalk counts a robot's messages per group (a session webhook belongs to one
+        conversation). The key uses the robot code and conversation id rather than the session
+        webhook URL, which is a credential and changes with every session.
+        """
+        robot = self._robot_code(reply.inbound.reply_handle)
+        return [OutboundLimit(f"dingtalk:{robot}:{reply.inbound.chat_id}", self.settings.outbound_limit)]
+
+    def _robot_code(self, handle: dict[str, Any]) -> str:
+        return str(self.settings.robot_code or handle.get("robot_code") or self.settings.app_key)
 
     def _session_webhook(self, handle: dict[str, Any]) -> str | None:
         """The callback's session webhook, if it is still alive and points at an allowed DingTalk host."""

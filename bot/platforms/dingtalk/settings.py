@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pydantic import SecretStr, field_validator
 
-from bot.platforms.base import PlatformSettings
+from bot.platforms.base import PlatformSettings, RateLimits
 from bot.settings import split_csv
 
 
 class DingTalkSettings(PlatformSettings):
-    """DINGTALK_APP_KEY, DINGTALK_APP_SECRET, DINGTALK_ROBOT_CODE, DINGTALK_API_BASE, DINGTALK_SESSION_WEBHOOK_HOSTS."""
+    """DINGTALK_APP_KEY, DINGTALK_APP_SECRET, DINGTALK_ROBOT_CODE, DINGTALK_API_BASE, DINGTALK_SESSION_WEBHOOK_HOSTS,
+    DINGTALK_OUTBOUND_LIMIT."""
 
     app_key: str
     app_secret: SecretStr
@@ -19,6 +20,8 @@ class DingTalkSettings(PlatformSettings):
     # A callback's sessionWebhook is followed only to these hosts: the bot never posts where a
     # request body tells it to unless the host is DingTalk's.
     session_webhook_hosts: tuple[str, ...] = ("oapi.dingtalk.com", "api.dingtalk.com")
+    # What one robot may send into one conversation: past 20 a minute DingTalk throttles it for 10 minutes.
+    outbound_limit: RateLimits = "20/minute"
 
     @field_validator("api_base")
     @classmethod

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage, Reply
-from bot.platforms.base import Decoded, PlatformDeps, Route, WebhookRequest, WebhookResponse
+from bot.platforms.base import Decoded, OutboundLimit, PlatformDeps, Route, WebhookRequest, WebhookResponse
 from bot.platforms.checks import json_object, require_fresh, secrets_match
 from bot.platforms.feishu.api import FeishuAPI
 from bot.platforms.feishu.crypto import DecryptError, callback_signature, decrypt
@@ -105,6 +106,12 @@ class FeishuAdapter:
 
     async def send(self, reply: Reply) -> None:
         await self.api.reply(str(reply.inbound.reply_handle["message_id"]), self.format(reply))
+
+    def outbound_limits(self, reply: Reply) -> Sequence[OutboundLimit]:
+        """The chat's budget and the app's, keyed by app id so two apps never share one."""
+        app = f"feishu:{self.settings.app_id}"
+        return [OutboundLimit(f"{app}:chat:{reply.inbound.chat_id}", self.settings.outbound_chat_limit),
+                OutboundLimit(app, self.settings.outbound_app_limit)]
 
     def _plaintext(self, body: bytes) -> dict[str, Any]:
         envelope = json_object(body)

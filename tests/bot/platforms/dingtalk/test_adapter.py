@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -212,3 +213,44 @@ async def test_a_reply_dingtalk_refuses_for_good_goes_to_the_dead_letters(
     await until(lambda: sample(dingtalk.registry, "bot_dead_letters_total", platform="dingtalk") == 1)
     assert len(api.calls(SESSION_PATH)) == 1
     assert api.calls(GROUP_PATH) == []
+
+
+async def test_replies_past_the_robots_rate_wait_in_the_queue_for_the_window_and_none_is_lost(
+    start_platform: StartPlatform, api: DingTalkAPI
+) -> None:
+    # DingTalk's 20 a minute, with a 2 s window so the test does not take a minute.
+    loop = await start_platform("dingtalk", lambda base: env(base) | {"DINGTALK_OUTBOUND_LIMIT": "20/2 seconds"}, api)
+    session = live_session(api_base(loop), "busy-group")
+    began = time.monotonic()
+    answers = await asyncio.gather(*(
+        post(loop, *callback(payload("text_group", msgId=f"burst-{n}", **session))) for n in range(25)
+    ))
+    assert [answer.status for answer in answers] == [200] * 25
+    await until(lambda: attempts(loop, "delivered") == 25, timeout=10)
+    sent = api.calls(SESSION_PATH)
+    assert len(sent) == 25
+    assert sum(1 for call in sent if call.at < began + 2.0) <= 20
+    assert sample(loop.registry, "bot_outbound_shaped_total", platform="dingtalk") >= 5
+    # Held back is not failed: no attempt spent, nothing buried.
+    assert attempts(loop, "retry") == attempts(loop, "failed") == 0
+    assert sample(loop.registry, "bot_dead_letters_total", platform="dingtalk") == 0
+
+
+async def test_each_conversation_of_the_robot_has_its_own_budget(
+    start_platform: StartPlatform, api: DingTalkAPI
+) -> None:
+    loop = await start_platform("dingtalk", lambda base: env(base) | {"DINGTALK_OUTBOUND_LIMIT": "1/minute"}, api)
+
+    async def say(message_id: str, conversation: str) -> None:
+        body = payload("text_group", msgId=message_id, conversationId=conversation,
+                       **live_session(api_base(loop), conversation))
+        assert (await post(loop, *callback(body))).status == 200
+
+    await say("first-in-a", "cid-a")
+    await say("first-in-b", "cid-b")
+    await until(lambda: attempts(loop, "delivered") == 2)
+    assert sample(loop.registry, "bot_outbound_shaped_total", platform="dingtalk") == 0
+    await say("second-in-a", "cid-a")
+    await until(lambda: sample(loop.registry, "bot_outbound_shaped_total", platform="dingtalk") >= 1)
+    assert attempts(loop, "delivered") == 2
+    assert len(api.calls(SESSION_PATH)) == 2

@@ -39,5 +39,17 @@ def test_session_webhook_hosts_are_a_comma_separated_list() -> None:
     assert settings.session_webhook_hosts == ("oapi.dingtalk.com", "10.0.0.7")  # type: ignore[attr-defined]
 
 
+def test_the_outbound_limit_is_dingtalks_twenty_a_minute_unless_set() -> None:
+    settings = plugin.load_settings(ENV)
+    assert settings is not None and settings.outbound_limit == "20/minute"  # type: ignore[attr-defined]
+    settings = plugin.load_settings(ENV | {"DINGTALK_OUTBOUND_LIMIT": "15/minute"})
+    assert settings is not None and settings.outbound_limit == "15/minute"  # type: ignore[attr-defined]
+
+
+def test_an_outbound_limit_that_is_not_a_rate_fails_at_start_naming_it() -> None:
+    with pytest.raises(ConfigError, match="DINGTALK_OUTBOUND_LIMIT.*twenty a minute"):
+        plugin.load_settings(ENV | {"DINGTALK_OUTBOUND_LIMIT": "twenty a minute"})
+
+
 async def test_the_platform_is_found_through_its_entry_point_and_listed_when_on(dingtalk: PlatformLoop) -> None:
     assert "dingtalk" in (await (await dingtalk.client.get("/api/health")).json())["platforms"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -17,7 +18,7 @@ from bot.platforms.base import WebhookRequest
 from tests.bot.conftest import sample
 from tests.bot.platforms.feishu.conftest import (
     APP_ID, APP_SECRET, ENCRYPT_KEY, SECRETS, TENANT_TOKEN, TOKEN, TOKEN_PATH, FeishuAPI, encrypt,
-    encrypted_callback, env_without_encrypt_key, event, lark_status, reply_path, sign, text_event,
+    encrypted_callback, env, env_without_encrypt_key, event, lark_status, reply_path, sign, text_event,
 )
 from tests.bot.platforms.harness import (
     PlatformLoop, StartPlatform, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything,
@@ -273,3 +274,39 @@ async def test_a_reply_feishu_refuses_for_good_goes_to_the_dead_letters(feishu: 
     await answer(feishu, "ev-gone", "hi", "om_gone")
     await until(lambda: sample(feishu.registry, "bot_dead_letters_total", platform="feishu") == 1)
     assert len(api.calls(reply_path("om_gone"))) == 1
+
+
+async def test_replies_into_one_chat_keep_to_five_a_second_while_other_chats_go_at_once(
+    feishu: PlatformLoop, api: FeishuAPI
+) -> None:
+    def in_chat(chat_id: str, n: int) -> tuple[bytes, dict[str, str]]:
+        payload = text_event(f"ev-{chat_id}-{n}", message_id=f"om_{chat_id}_{n}")
+        payload["event"]["message"]["chat_id"] = chat_id
+        api.expect_reply(f"om_{chat_id}_{n}")
+        return encrypted_callback(payload)
+
+    began = time.monotonic()
+    answers = await asyncio.gather(*(post(feishu, *in_chat("oc_busy", n)) for n in range(8)),
+                                   *(post(feishu, *in_chat("oc_quiet", n)) for n in range(2)))
+    assert [answer.status for answer in answers] == [200] * 10
+    await until(lambda: attempts(feishu, "delivered") == 10, timeout=10)
+    busy = sorted(call.at for call in api.requests if "/om_oc_busy_" in call.path)
+    quiet = [call.at for call in api.requests if "/om_oc_quiet_" in call.path]
+    assert len(busy) == 8 and len(quiet) == 2
+    assert sum(1 for at in busy if at < began + 1.0) <= 5
+    # The quiet chat is not held behind the busy one's budget.
+    assert max(quiet) < busy[5]
+    assert sample(feishu.registry, "bot_outbound_shaped_total", platform="feishu") >= 3
+    assert attempts(feishu, "retry") == 0
+
+
+async def test_every_chat_of_the_app_draws_on_the_apps_budget(start_platform: StartPlatform, api: FeishuAPI) -> None:
+    loop = await start_platform("feishu", lambda base: env(base) | {"FEISHU_OUTBOUND_APP_LIMIT": "2/minute"}, api)
+    for n in range(3):
+        payload = text_event(f"ev-app-{n}", message_id=f"om_app_{n}")
+        payload["event"]["message"]["chat_id"] = f"oc_chat_{n}"
+        api.expect_reply(f"om_app_{n}")
+        assert (await post(loop, *encrypted_callback(payload))).status == 200
+    await until(lambda: sample(loop.registry, "bot_outbound_shaped_total", platform="feishu") >= 1
+                and attempts(loop, "delivered") == 2)
+    assert len([call for call in api.requests if "/om_app_" in call.path]) == 2

@@ -45,3 +45,18 @@ def test_lark_is_the_same_platform_on_another_host() -> None:
 
 async def test_the_platform_is_found_through_its_entry_point_and_listed_when_on(feishu: PlatformLoop) -> None:
     assert "feishu" in (await (await feishu.client.get("/api/health")).json())["platforms"]
+
+
+def test_outbound_limits_are_feishus_per_chat_and_per_app_rates_unless_set() -> None:
+    settings = plugin.load_settings(ENV)
+    assert settings is not None
+    assert settings.outbound_chat_limit == "5/second"  # type: ignore[attr-defined]
+    assert settings.outbound_app_limit == "50/second;1000/minute"  # type: ignore[attr-defined]
+    settings = plugin.load_settings(ENV | {"FEISHU_OUTBOUND_APP_LIMIT": "20/second"})
+    assert settings is not None and settings.outbound_app_limit == "20/second"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ["FEISHU_OUTBOUND_CHAT_LIMIT", "FEISHU_OUTBOUND_APP_LIMIT"])
+def test_an_outbound_limit_that_is_not_a_rate_fails_at_start_naming_it(name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        plugin.load_settings(ENV | {name: "5 per chat"})
