@@ -38,7 +38,9 @@ def decrypt(encrypt_key: str, encrypted: str) -> bytes:
 
 def callback_signature(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:
     """X-Lark-Signature: lowercase hex sha256(timestamp + nonce + encrypt_key + raw body); not an HMAC."""
-    return hashlib.sha256((timestamp + nonce + encrypt_key).encode() + body).hexdigest()
+    # Header values arrive decoded with surrogateescape: encoding them back the same way gives the
+    # bytes that were sent (a non-UTF-8 nonce then fails the comparison instead of raising).
+    return hashlib.sha256((timestamp + nonce + encrypt_key).encode("utf-8", "surrogateescape") + body).hexdigest()
 
 
 def webhook_sign(secret: str, timestamp: int) -> str:

@@ -59,6 +59,13 @@ def test_a_request_signed_here_is_accepted_by_lark_and_a_changed_byte_is_not() -
     assert lark_status(body, headers) == 500
 
 
+def test_a_nonce_that_is_not_utf8_is_signed_over_the_bytes_sent_instead_of_raising() -> None:
+    # The server decodes header bytes with surrogateescape: b"\x80" arrives as "\udc80".
+    body = b'{"encrypt":"x"}'
+    expected = hashlib.sha256(b"1700000000" + b"\x80n" + ENCRYPT_KEY.encode() + body).hexdigest()
+    assert callback_signature("1700000000", "\udc80n", ENCRYPT_KEY, body) == expected
+
+
 def test_the_custom_bot_sign_follows_the_documented_recipe() -> None:
     # Feishu's sample: HMAC-SHA256 keyed with "timestamp\nsecret" over nothing, base64.
     key = "1599360473\nsecret-abc".encode()
