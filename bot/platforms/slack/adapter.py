@@ -51,7 +51,10 @@ class SlackAdapter:
         if not isinstance(event, dict):
             raise WebhookRejected("malformed", "event_callback without an event object")
         # Our own replies come back as message events carrying bot_id; subtypes are edits, joins...
-        if event.get("type") not in ANSWERED_EVENTS or "bot_id" in event or event.get("subtype"):
+        # (A type that is not a string is no event of ours, and must not reach the set lookup.)
+        event_type = event.get("type")
+        if not isinstance(event_type, str) or event_type not in ANSWERED_EVENTS or "bot_id" in event \
+                or event.get("subtype"):
             return Decoded("ignore")
         if not isinstance(event.get("text"), str):
             return Decoded("ignore")  # a file or other non-text message

@@ -105,6 +105,15 @@ async def test_our_own_messages_edits_and_other_events_are_acked_and_ignored(sla
     assert sent.json()["text"] == ANSWER + "after"
 
 
+@pytest.mark.parametrize("event_type", [{"a": 1}, ["message"], None, 7])
+async def test_an_event_whose_type_is_not_a_string_is_acked_and_ignored(slack: PlatformLoop, event_type: Any) -> None:
+    resp = await post(slack, recorded("message_im.json", type=event_type))
+    assert resp.status == 200
+    await post(slack, recorded("message_im.json", text="after", event_id="Ev0AFTER", ts="1355517999.000002"))
+    [sent] = await slack.api.wait_for(POST_MESSAGE)
+    assert sent.json()["text"] == ANSWER + "after"
+
+
 @pytest.mark.parametrize(
     ("answer", "status"),
     [({"ok": False, "error": "ratelimited"}, 200), ({"ok": False, "error": "ratelimited"}, 429),
