@@ -78,7 +78,8 @@ class QQAdapter:
             body = orjson.dumps({"op": OP_HEARTBEAT_ACK, "d": payload.get("d")})
             return Decoded("challenge", response=WebhookResponse(body=body))
         event = payload.get("t")
-        if op != OP_DISPATCH or event not in MESSAGE_EVENTS:
+        # A "t" that is not a string names no event of ours (and a list or object cannot be looked up).
+        if op != OP_DISPATCH or not isinstance(event, str) or event not in MESSAGE_EVENTS:
             return Decoded("ignore")
         try:
             message = message_from_event(event, payload.get("d"), request.received_at)
