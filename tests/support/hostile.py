@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from hypothesis import strategies as st
@@ -35,3 +37,46 @@ hostile_bodies = st.one_of(
     st.integers(1, 100_000).map(lambda n: b'{"a":' * n),
     st.sampled_from([XML_BOMB, XXE, b"", b"\x00" * 64, b"{}" * 40_000]),
 )
+
+# Long runs of one character (kept under a 64 KiB body even when JSON escapes each one to 12 bytes).
+huge_text = st.builds(
+    lambda char, n: char * n, st.sampled_from(["x", "é", "\u202e", "\U0001f600", "\x00", "<", "]]>", "%"]),
+    st.integers(500, 4000),
+)
+field_values = st.one_of(json_values, huge_text, st.integers(-(2**70), 2**70))
+# Header values http.client can send (latin-1, no line breaks), odd ones included.
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80)
+# Bounded so that, wrapped in base64 and JSON, they still fit a 64 KiB body and reach the decoder.
+inner_bodies = st.one_of(
+    st.binary(max_size=2048),
+    json_values.map(encode),
+    st.integers(1, 20_000).map(lambda n: b"[" * n + b"]" * n),
+    st.integers(1, 5_000).map(lambda n: b'{"a":' * n),
+    st.sampled_from([XML_BOMB, XXE, b"", b"\x00" * 64, b"{}" * 1000]),
+)
+_REMOVE = object()
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        yield (*prefix, key)
+        yield from _paths(child, (*prefix, key))
+
+
+def mutated(payload: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """A genuine payload with one field anywhere in it replaced by a hostile value, or removed."""
+    paths = list(_paths(payload))
+
+    def apply(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+        result = copy.deepcopy(payload)
+        node = result
+        for key in path[:-1]:
+            node = node[key]
+        if value is _REMOVE:
+            del node[path[-1]]
+        else:
+            node[path[-1]] = value
+        return result
+
+    return st.builds(apply, st.sampled_from(paths), st.one_of(field_values, st.just(_REMOVE)))
