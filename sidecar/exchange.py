@@ -14,7 +14,6 @@ from sidecar.canary import user_from_chat_body, user_key
 from sidecar.responses import LocalError, render
 from sidecar.routes import CHAT_ROUTE, OTHER, Route, resolve
 from sidecar.tracing import RequestTrace
-from sidecar.upstream import without_listed
 
 if TYPE_CHECKING:
     from sidecar.proxy import ClientConnection, Proxy
@@ -36,62 +35,54 @@ class Exchange:
     by callbacks: body bytes from the client, response bytes from the upstream connection.
     """
 
-    __slots__ = (
-        "conn", "proxy", "started_at", "method", "target", "head_parts", "head_size", "error",
-        "content_length", "chunked", "expect_continue", "keep_alive", "http10", "is_head",
-        "forwarded_for", "forwarded_proto", "incoming_request_id", "incoming_traceparent",
-        "user_header", "credential", "connection_tokens",
-        "client_ip", "route", "request_id", "trace", "upstream_name", "upstream",
-        "started", "admitted", "waiting_body", "streaming", "discard", "continued",
-        "body", "body_size", "request_complete", "head_complete",
-        "status", "response_begun", "response_done", "close_connection", "payload", "retried", "finished",
-    )
+    # Defaults live on the class: a new exchange only sets what differs, which keeps the
+    # per-request constructor (run for every request, often on a cold cache) short.
+    started_at = 0.0
+    method = b"GET"
+    target = b""
+    head_size = 0
+    error: LocalError | None = None
+    content_length = 0
+    chunked = False
+    expect_continue = False
+    keep_alive = True
+    http10 = False
+    is_head = False
+    forwarded_for: bytes | None = None
+    forwarded_proto: bytes | None = None
+    incoming_request_id: bytes | None = None
+    incoming_traceparent: bytes | None = None
+    user_header: bytes | None = None
+    credential: bytes | None = None
+    connection_tokens: bytes | None = None
+    route: Route = OTHER
+    request_id = ""
+    trace: RequestTrace | None = None
+    upstream_name = "stable"
+    upstream: UpstreamConnection | None = None
+    started = False
+    admitted = False
+    waiting_body = False
+    streaming = False
+    discard = False
+    continued = False
+    body_size = 0
+    request_complete = False
+    head_complete = False
+    status = 0
+    response_begun = False
+    response_done = False
+    close_connection = False
+    payload: bytes | None = None
+    retried = False
+    finished = False
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
         self.proxy: Proxy = conn.proxy
-        self.started_at = 0.0
-        self.method = b"GET"
-        self.target = b""
-        self.head_parts: list[bytes] = [b""]
-        self.head_size = 0
-        self.error: LocalError | None = None
-        self.content_length = 0
-        self.chunked = False
-        self.expect_continue = False
-        self.keep_alive = True
-        self.http10 = False
-        self.is_head = False
-        self.forwarded_for: bytes | None = None
-        self.forwarded_proto: bytes | None = None
-        self.incoming_request_id: bytes | None = None
-        self.incoming_traceparent: bytes | None = None
-        self.user_header: bytes | None = None
-        self.credential: bytes | None = None
-        self.connection_tokens: bytes | None = None
         self.client_ip = conn.peer_ip
-        self.route: Route = OTHER
-        self.request_id = ""
-        self.trace: RequestTrace | None = None
-        self.upstream_name = "stable"
-        self.upstream: UpstreamConnection | None = None
-        self.started = False
-        self.admitted = False
-        self.waiting_body = False
-        self.streaming = False
-        self.discard = False
-        self.continued = False
+        self.head_parts: list[bytes] = [b""]
         self.body: list[bytes] = []
-        self.body_size = 0
-        self.request_complete = False
-        self.head_complete = False
-        self.status = 0
-        self.response_begun = False
-        self.response_done = False
-        self.close_connection = False
-        self.payload: bytes | None = None
-        self.retried = False
-        self.finished = False
 
     @property
     def has_body(self) -> bool:
@@ -105,9 +96,14 @@ class Exchange:
         resolved = resolve(self.target)
         if resolved is not None:
             self.route, self.target = resolved
+        trace = self.trace = p.tracing.start(self.incoming_traceparent, self.route.label)
         rid = self.incoming_request_id
-        self.request_id = rid.decode() if rid is not None and _REQUEST_ID.fullmatch(rid) else "%032x" % getrandbits(128)
-        self.trace = p.tracing.start(self.incoming_traceparent, self.route.label)
+        if rid is not None and _REQUEST_ID.fullmatch(rid):
+            self.request_id = rid.decode()
+        elif self.incoming_traceparent is None:
+            self.request_id = trace.trace_id  # a new trace is this request alone: one id serves both
+        else:
+            self.request_id = "%032x" % getrandbits(128)
         if self.forwarded_for and self.conn.trusted:
             self.client_ip = _last_hop(self.forwarded_for) or self.client_ip
         if p.canary is not None:
@@ -221,7 +217,7 @@ class Exchange:
         """Write the request head and whatever body is already here in one write."""
         parts = self.head_parts
         if self.connection_tokens:
-            parts = without_listed(parts, self.connection_tokens)
+            parts = _without_listed(parts, self.connection_tokens)
         parts[0] = b"%s %s HTTP/1.1\r\n" % (self.method, self.target)
         trace = self.trace
         assert trace is not None
@@ -400,3 +396,18 @@ def _last_hop(forwarded_for: bytes) -> str | None:
         return str(ipaddress.ip_address(last))
     except ValueError:
         return None
+
+
+def _without_listed(parts: list[bytes], tokens: bytes) -> list[bytes]:
+    """Drop the fields a Connection header named: they were meant for one hop only (RFC 9110 7.6.1).
+
+    `parts` is a head as the client connection builds it: a start line, then (name, ": ", value, CRLF).
+    """
+    names = {token.strip().lower() for token in tokens.split(b",")} - {b"", b"close", b"keep-alive"}
+    if not names:
+        return parts
+    kept: list[bytes] = [parts[0]]
+    for i in range(1, len(parts) - 3, 4):
+        if parts[i].lower() not in names:
+            kept.extend(parts[i:i + 4])
+    return kept

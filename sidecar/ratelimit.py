@@ -19,6 +19,8 @@ from sidecar.rules import Rule
 log = logging.getLogger("sidecar.ratelimit")
 # After a Redis failure, skip it this long: a dead Redis must not add its timeout to every request.
 _REDIS_BACKOFF = 1.0
+# Storage keys remembered per (rule, client); past this many the cache starts over.
+_MAX_CACHED_KEYS = 50_000
 
 
 class LoopMemoryStorage(MemoryStorage):
@@ -83,6 +85,7 @@ class RateLimiter:
         self.rules = rules
         self.is_async = redis_url is not None
         self._by_route: dict[str, tuple[Rule, ...]] = {}
+        self._keys: dict[tuple[str, str], tuple[str, ...]] = {}
         self._rejected = {rule.name: metrics.ratelimited.labels(rule.name) for rule in rules}
         self._shadowed = {rule.name: metrics.ratelimit_shadow.labels(rule.name) for rule in rules}
         self._errors = metrics.ratelimit_errors
@@ -114,19 +117,36 @@ class RateLimiter:
         return rules
 
     def check(self, route: Route, client_ip: str, credential: bytes | None) -> Rejection | None:
-        """Count the request against every matching rule held in memory."""
+        """Count the request against every matching rule held in memory.
+
+        This does what the strategies' `hit` does (`incr` for a fixed window, `acquire_entry`
+        for a moving one) with storage keys built once per client instead of on every request.
+        """
+        storage = self._storage
         for rule in self.rules_for(route):
-            limiter = self._limiters[rule.strategy]
-            ids = (rule.name, _key(rule, route, client_ip, credential))
-            for item in rule.items:
-                if limiter.hit(item, *ids):
+            ident = _key(rule, route, client_ip, credential)
+            fixed = rule.strategy == "fixed-window"
+            for item, key in zip(rule.items, self._storage_keys(rule, ident)):
+                if fixed:
+                    allowed = storage.incr(key, item.get_expiry()) <= item.amount
+                else:
+                    allowed = storage.acquire_entry(key, item.amount, item.get_expiry())
+                if allowed:
                     continue
-                reset_at, remaining = limiter.get_window_stats(item, *ids)
+                reset_at, remaining = self._limiters[rule.strategy].get_window_stats(item, rule.name, ident)
                 rejection = self._refuse(rule, item.amount, remaining, reset_at)
                 if rejection is not None:
                     return rejection
                 break
         return None
+
+    def _storage_keys(self, rule: Rule, ident: str) -> tuple[str, ...]:
+        keys = self._keys.get((rule.name, ident))
+        if keys is None:
+            if len(self._keys) >= _MAX_CACHED_KEYS:
+                self._keys.clear()
+            keys = self._keys[(rule.name, ident)] = tuple(item.key_for(rule.name, ident) for item in rule.items)
+        return keys
 
     async def check_async(self, route: Route, client_ip: str, credential: bytes | None) -> Rejection | None:
         """Count the request against every matching rule held in Redis; fail open if Redis fails."""

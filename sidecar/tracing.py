@@ -59,10 +59,10 @@ class Tracing:
         parent = _parse(traceparent) if traceparent else None
         if self._tracer is not None:
             return self._start_span(parent, name)
-        span_id = "%016x" % random.getrandbits(64)
+        ids = "%048x" % random.getrandbits(192)  # a trace id and a span id from one call
         if parent is not None:
-            return RequestTrace(parent[0], span_id, parent[2])
-        return RequestTrace("%032x" % random.getrandbits(128), span_id, random.random() < self.ratio)
+            return RequestTrace(parent[0], ids[32:], parent[2])
+        return RequestTrace(ids[:32], ids[32:], random.random() < self.ratio)
 
     def _start_span(self, parent: tuple[str, str, bool] | None, name: str) -> RequestTrace:
         assert self._tracer is not None

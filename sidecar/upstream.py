@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpResponseParser
@@ -12,12 +13,22 @@ if TYPE_CHECKING:
 
 # Response fields that describe one connection, not the message (RFC 9110 7.6.1); framing is redone.
 _HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"))
-_REQUEST_ID = b"x-request-id"
+# One pass over a response head finds every field the relay has to act on.
+_FIELDS = re.compile(
+    rb"\r\n(connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|content-length|x-request-id)"
+    rb"[ \t]*:[ \t]*([^\r\n]*)",
+    re.IGNORECASE,
+)
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One pooled connection; while it serves an exchange it turns the upstream's response into
-    bytes for the client, written once per read so a small response costs one write."""
+    """One pooled connection; while it serves an exchange it relays the upstream's response.
+
+    The common response (a length, an X-Request-ID, no hop-by-hop field) is relayed as the
+    bytes that arrived, exactly as long as its framing says: no header is parsed in Python.
+    Anything else gets its head rebuilt. Either way a response that arrives in one read
+    leaves in one write.
+    """
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -36,12 +47,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.started = False
         self.done = False
         self.keep_alive = True
-        self._reason = b""
-        self._head: list[bytes] = [b""]
-        self._has_request_id = False
-        self._connection_tokens = b""
-        self._has_length = False
-        self._chunked_in = False
+        self._raw: list[bytes] = []
+        self._passthrough = False
+        self._left = 0
         self._chunked_out = False
         self._until_close = False
         self._interim = False
@@ -59,16 +67,23 @@ class UpstreamConnection(asyncio.Protocol):
             self.reusable = False
             self.close()
             return
+        relaying = self._passthrough
+        if not self.started:
+            self._raw.append(data)
         try:
             self.parser.feed_data(data)
         except HttpParserError:
             self.reusable = False
-            if self._out:
-                exchange.relay(self._out)
-            self.exchange = None
-            self.close()
-            exchange.upstream_broken("the upstream sent an invalid response", started=self.started)
-            return
+            if not self.done:
+                if self._out:
+                    exchange.relay(self._out)
+                self.exchange = None
+                self.close()
+                exchange.upstream_broken("the upstream sent an invalid response", started=self.started)
+                return
+            # Garbage after a complete response: the response stands, the connection does not.
+        if relaying:
+            self._relay_raw(data)
         if self._out:
             exchange.relay(self._out)
         if self.done:
@@ -135,67 +150,87 @@ class UpstreamConnection(asyncio.Protocol):
 
     # httptools callbacks
 
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.started:
-            return  # trailer fields: dropped, as the framing is redone
-        low = name.lower()
-        if low in _HOP_BY_HOP:
-            if low == b"transfer-encoding":
-                self._chunked_in = b"chunked" in value.lower()
-            elif low == b"connection":
-                self._connection_tokens += b"," + value
-            return
-        if low == b"content-length":
-            self._has_length = True
-        elif low == _REQUEST_ID:
-            self._has_request_id = True
-        self._head += (name, b": ", value, b"\r\n")
-
     def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
         exchange = self.exchange
         assert exchange is not None
+        raw = self._raw[0] if len(self._raw) == 1 else b"".join(self._raw)
+        end = raw.find(b"\r\n\r\n") + 4
+        if end < 4:
+            raise HttpParserError("response head not ended by CRLF CRLF")
+        status = self.parser.get_status_code()
         if status < 200:
-            # An interim response (103 Early Hints...) is not relayed; the final one follows.
+            # An interim response (103 Early Hints...) is not relayed; the final one follows it.
             self._interim = True
-            self._head = [b""]
-            self._reason = b""
+            self._raw = [raw[end:]]
             return
         self.status = status
         self.started = True
+        self._raw = []
         self.keep_alive = self.parser.should_keep_alive()
-        head = self._head
-        if self._connection_tokens:
-            head = without_listed(head, self._connection_tokens)
-        head[0] = b"HTTP/1.1 %d %s\r\n" % (status, self._reason)
-        if not self._has_request_id:
-            head.append(b"X-Request-ID: %s\r\n" % exchange.request_id.encode())
-        no_body = exchange.is_head or status in (204, 304)
-        if not no_body and not self._has_length:
-            if exchange.http10:
-                exchange.close_connection = True
-            else:
-                head.append(b"Transfer-Encoding: chunked\r\n")
-                self._chunked_out = True
-            # Without a length or chunking, the end of the connection ends the body.
-            self._until_close = not self._chunked_in
-        if exchange.close_connection or not exchange.keep_alive:
-            exchange.close_connection = True
-            head.append(b"Connection: close\r\n")
-        elif exchange.http10:
-            head.append(b"Connection: keep-alive\r\n")
-        head.append(b"\r\n")
-        self._out.append(b"".join(head))
+        fields: dict[bytes, bytes] = {}
+        for name, value in _FIELDS.findall(raw, 0, end):
+            name = name.lower()
+            fields[name] = fields[name] + b"," + value if name in fields else value
+        length = fields.get(b"content-length")
+        if (
+            length is not None and b"x-request-id" in fields and len(fields) == 2 and exchange.keep_alive
+            and not (exchange.is_head or exchange.http10 or exchange.close_connection or exchange.proxy.draining)
+        ):
+            self._passthrough = True
+            self._left = end + int(length)
+            self._relay_raw(raw)
+        else:
+            self._out.append(self._rebuilt_head(raw[:end], status, fields, exchange))
         exchange.response_started(status)
         if exchange.is_head:
             # httptools cannot be told the request was HEAD, so it would wait for a body; end here.
             self.done = True
             self.reusable = False
 
+    def _relay_raw(self, data: bytes) -> None:
+        """Pass response bytes on as they are, up to the end its Content-Length sets."""
+        left = self._left
+        if left >= len(data):
+            self._out.append(data)
+            self._left = left - len(data)
+        elif left:
+            self._out.append(data[:left])
+            self._left = 0
+            self.reusable = False  # bytes past the response: the upstream is out of step
+
+    def _rebuilt_head(self, head: bytes, status: int, fields: dict[bytes, bytes], exchange: Exchange) -> bytes:
+        """The head for the client: hop-by-hop fields dropped, framing and connection redone."""
+        lines = head[:-4].split(b"\r\n")
+        reason = lines[0].split(b" ", 2)[2] if lines[0].count(b" ") >= 2 else b""
+        dropped = set(_HOP_BY_HOP)
+        dropped.update(token.strip().lower() for token in fields.get(b"connection", b"").split(b","))
+        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        for line in lines[1:]:
+            name = line.partition(b":")[0].strip()
+            if name.lower() not in dropped:
+                out.append(line + b"\r\n")
+        if b"x-request-id" not in fields:
+            out.append(b"X-Request-ID: %s\r\n" % exchange.request_id.encode())
+        no_body = exchange.is_head or status in (204, 304)
+        if not no_body and b"content-length" not in fields:
+            if exchange.http10:
+                exchange.close_connection = True
+            else:
+                out.append(b"Transfer-Encoding: chunked\r\n")
+                self._chunked_out = True
+            # Without a length or chunking, the end of the connection ends the body.
+            self._until_close = b"chunked" not in fields.get(b"transfer-encoding", b"").lower()
+        if exchange.close_connection or not exchange.keep_alive or exchange.proxy.draining:
+            exchange.close_connection = True
+            out.append(b"Connection: close\r\n")
+        elif exchange.http10:
+            out.append(b"Connection: keep-alive\r\n")
+        out.append(b"\r\n")
+        return b"".join(out)
+
     def on_body(self, body: bytes) -> None:
+        if self._passthrough:
+            return
         if self._chunked_out:
             self._out.append(b"%x\r\n%s\r\n" % (len(body), body))
         else:
@@ -208,21 +243,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self._chunked_out:
             self._out.append(b"0\r\n\r\n")
         self.done = True
-
-
-def without_listed(parts: list[bytes], tokens: bytes) -> list[bytes]:
-    """Drop the fields a Connection header named: they were meant for one hop only (RFC 9110 7.6.1).
-
-    `parts` is a head as built here: a start line, then (name, ": ", value, CRLF) per field.
-    """
-    names = {token.strip().lower() for token in tokens.split(b",")} - {b"", b"close", b"keep-alive"}
-    if not names:
-        return parts
-    kept: list[bytes] = [parts[0]]
-    for i in range(1, len(parts) - 3, 4):
-        if parts[i].lower() not in names:
-            kept.extend(parts[i:i + 4])
-    return kept
 
 
 class UpstreamPool:

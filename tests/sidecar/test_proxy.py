@@ -142,6 +142,37 @@ def test_hop_by_hop_response_headers_stay_on_the_upstream_hop(sidecar: Running, 
     assert response.getheader("Keep-Alive") is None
 
 
+def test_a_response_like_the_bots_is_relayed_byte_for_byte(
+    stack: tuple[Running, Running], connection: Callable[[], http.client.HTTPConnection]
+) -> None:
+    sidecar, upstream = stack
+    direct = fetch(upstream.url + "/like-the-bot", headers={"X-Request-ID": "same-id"})
+    conn = connection()
+    conn.request("GET", "/like-the-bot", headers={"X-Request-ID": "same-id"})
+    response = conn.getresponse()
+    assert response.read() == direct.body == b"relayed"
+    relayed = {k.lower(): v for k, v in response.getheaders()}
+    assert relayed.keys() == direct.headers.keys() - {"connection"}  # urllib asked the upstream to close
+    assert relayed["x-request-id"] == "same-id"
+    assert relayed["server"] == direct.headers["server"]
+
+
+def test_bytes_past_the_declared_length_are_not_relayed(
+    sidecar: Running, connection: Callable[[], http.client.HTTPConnection]
+) -> None:
+    conn = connection()
+    conn.request("GET", "/overlong")
+    assert conn.getresponse().read() == b"ok"
+    conn.request("GET", "/after-overlong")
+    assert echoed(conn.getresponse())["path"] == "/after-overlong"
+
+
+def test_an_interim_response_is_not_relayed(sidecar: Running) -> None:
+    answer = raw_exchange(sidecar.port, b"GET /early-hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"103" not in answer and answer.endswith(b"\r\n\r\nfinal")
+
+
 def test_a_chunked_request_body_arrives_whole(sidecar: Running, connection: Callable[[], http.client.HTTPConnection]) -> None:
     parts = [b"first,", b"second,", b"third"]
     conn = connection()

@@ -68,6 +68,20 @@ def create_app(name: str) -> web.Application:
             b"Keep-Alive: timeout=5\r\nX-End-To-End: kept\r\n\r\nok",
         )
 
+    async def like_the_bot(request: web.Request) -> web.Response:
+        # Echoes X-Request-ID like the bot does, so the sidecar can relay the response as it is.
+        return web.Response(text="relayed", headers={"X-Request-ID": request.headers.get("X-Request-ID", "")})
+
+    async def overlong(request: web.Request) -> web.Response:
+        return _raw(request, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-ID: r\r\n\r\nokEXTRA BYTES")
+
+    async def early_hints(request: web.Request) -> web.Response:
+        return _raw(
+            request,
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Request-ID: r\r\n\r\nfinal",
+        )
+
     async def until_close(request: web.Request) -> web.Response:
         # HTTP/1.0 style: no length, no chunking; the end of the connection ends the body.
         return _raw(request, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nbody until close")
@@ -94,6 +108,9 @@ def create_app(name: str) -> web.Application:
     app.router.add_get("/truncated", truncated)
     app.router.add_get("/hop", hop)
     app.router.add_get("/until-close", until_close)
+    app.router.add_get("/like-the-bot", like_the_bot)
+    app.router.add_get("/overlong", overlong)
+    app.router.add_get("/early-hints", early_hints)
     app.router.add_get("/chunked", chunked)
     app.router.add_get("/big", big)
     app.router.add_route("*", "/{tail:.*}", echo)
