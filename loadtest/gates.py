@@ -69,3 +69,12 @@ def summary_line(verdict: Verdict, gates: Gates) -> str:
         f" < {gates.latency_threshold_s * 1000:g} ms, error ratio {f.error_ratio:.3%}"
         f" < {gates.max_error_ratio:.3%} ({f.served} served, {f.rejected} rate-limited by the sidecar)"
     )
+
+
+def figures_line(figures: Figures, gates: Gates) -> str:
+    """The figures alone, for a run whose verdict comes from elsewhere (a stepped run)."""
+    f = figures
+    return (
+        f"whole run: {f.rps:.1f} req/s, {gates.percentile_name} {f.percentile_ms:.3f} ms, error ratio"
+        f" {f.error_ratio:.3%} ({f.served} served, {f.rejected} rate-limited by the sidecar)"
+    )

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from loadtest.gates import Figures, judge, summary_line
+from loadtest.gates import Figures, figures_line, judge, summary_line
 from loadtest.platforms.registry import PLATFORMS, missing_settings
 from loadtest.profiles import PROFILES, Profile
 from loadtest.record import RunRecord
@@ -23,7 +23,7 @@ from loadtest.scrape import Snapshot, scrape
 from loadtest.settings import GeneratorSettings, StepPlan, parse_weights, user_class_name, weight_of
 from loadtest.slo import Gates, load_gates
 from loadtest.step import analyse_steps, draw, knee, knee_line
-from loadtest.truth import TruthReport, check_truth
+from loadtest.truth import check_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -164,7 +164,7 @@ def execute(profile: Profile, target: Target, gates: Gates, out: Path, *, rate: 
         sidecar_after - sidecar_before if sidecar_after and sidecar_before else None,
         gates.latency_objective,
     )
-    lines = [summary_line(verdict, gates), truth.line()]
+    lines = [summary_line(verdict, gates) if profile.step is None else figures_line(figures, gates), truth.line()]
     summary: dict[str, object] = {
         "profile": profile.name, "target": asdict(target), "figures": asdict(figures),
         "gates": asdict(gates), "failures": verdict.failures,
@@ -175,35 +175,33 @@ def execute(profile: Profile, target: Target, gates: Gates, out: Path, *, rate: 
         line = f"bot resources: start {_resources(bot_before)}; end {_resources(bot_after)}"
         lines.append(line)
         summary["resources"] = line
+    headline = lines[0].removeprefix("PASS: ")
+    reasons = list(verdict.failures)
     if profile.step is not None:
-        steps = analyse_steps(record, gates)
-        chart = out / "step.png"
-        if steps:
-            draw(steps, gates, chart)
-        line = knee_line(steps, gates)
-        lines += [line, f"chart: {chart}"]
-        summary["steps"] = [asdict(s) for s in steps]
-        summary["knee"] = line
+        knee_found, headline = _read_steps(record, gates, out, summary)
+        lines += [headline, f"chart: {out / 'step.png'}"]
         # Going past the knee is the point of a stepped run; it fails only if not even the floor held.
-        best = knee(steps)
-        passed = truth.passed and not problems and best is not None and best.achieved_rps >= gates.min_rps
-        verdict_line = ("PASS: " if passed else "FAIL: ") + line
-    else:
-        verdict_line = lines[0]
-    for line in lines:
-        print(line)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    return passed, _one_line(passed, verdict_line, truth, problems)
-
-
-def _one_line(passed: bool, verdict_line: str, truth: TruthReport, problems: list[str]) -> str:
-    if passed:
-        return verdict_line
-    reasons = [verdict_line.removeprefix("FAIL: ")] if verdict_line.startswith("FAIL") else []
+        passed = truth.passed and not problems and knee_found
+        reasons = [headline]
     if not truth.passed:
         reasons.append(truth.line())
     reasons += problems
-    return "FAIL: " + "; ".join(reasons)
+    for line in lines:
+        print(line)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return passed, ("PASS: " + headline) if passed else "FAIL: " + "; ".join(reasons)
+
+
+def _read_steps(record: RunRecord, gates: Gates, out: Path, summary: dict[str, object]) -> tuple[bool, str]:
+    """Judge each step, draw the chart; whether a knee at or above the floor was found, and the knee line."""
+    steps = analyse_steps(record, gates)
+    if steps:
+        draw(steps, gates, out / "step.png")
+    line = knee_line(steps, gates)
+    summary["steps"] = [asdict(s) for s in steps]
+    summary["knee"] = line
+    best = knee(steps)
+    return best is not None and best.achieved_rps >= gates.min_rps, line
 
 
 def _api_key(environ: Mapping[str, str]) -> str | None:
