@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Each module has `main() -> None`; order: cheapest first.
-SUITES = ["bot", "sidecar", "capacity"]
+SUITES = ["bot", "webhooks", "sidecar", "capacity"]
 
 
 def main(argv: list[str]) -> int:

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,36 @@ local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0")
 wrk.method = method
 if body then wrk.body = body; wrk.headers["Content-Type"] = ctype end
 function delay() return delay_ms end
+
+-- WRK_REQUESTS names a file of ready-made requests (see write_requests), sent in turn. They are
+-- formatted in init(), once wrk knows the Host header.
+local prepared = {}
+local counter = 0
+local file_name = os.getenv("WRK_REQUESTS")
+if file_name then
+  function init(args)
+    local f = assert(io.open(file_name, "rb"))
+    while true do
+      local path = f:read("*l")
+      if not path then break end
+      local verb = f:read("*l")
+      local headers = {}
+      for _ = 1, tonumber(f:read("*l")) do
+        local line = f:read("*l")
+        local name, value = line:match("^([^:]+): (.*)$")
+        headers[name] = value
+      end
+      local body = f:read(tonumber(f:read("*l")))
+      f:read("*l")
+      prepared[#prepared + 1] = wrk.format(verb, path, headers, body)
+    end
+    f:close()
+  end
+  function request()
+    counter = counter + 1
+    return prepared[(counter - 1) % #prepared + 1]
+  end
+end
 function done(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
                + summary.errors.timeout + summary.errors.status
@@ -63,13 +94,19 @@ def run_wrk(
     body: str | None = None,
     delay_ms: int = 0,
     timeout: float = 5.0,
+    requests_file: Path | None = None,
 ) -> WrkResult:
-    """Run wrk once; `delay_ms` with one connection gives an (approximately) fixed request rate."""
+    """Run wrk once; `delay_ms` with one connection gives an (approximately) fixed request rate.
+
+    With `requests_file` (written by `write_requests`) each connection sends those requests in turn.
+    """
     script = Path(tempfile.mkdtemp()) / "report.lua"
     script.write_text(_REPORT)
     env = {"PATH": "/usr/bin:/bin", "WRK_DELAY_MS": str(delay_ms)}
     if body is not None:
         env["WRK_BODY"] = body
+    if requests_file is not None:
+        env["WRK_REQUESTS"] = str(requests_file)
     argv = [
         wrk_binary(), "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s",
         "--timeout", f"{timeout:g}s", "-s", str(script), url,
@@ -95,3 +132,16 @@ def run_wrk(
         p999_ms=data["p999_us"] / 1000,
         cpu_s=cpu,
     )
+
+
+def write_requests(path: Path, requests: Iterable[tuple[str, str, dict[str, str], bytes]]) -> int:
+    """Write (method, path, headers, body) requests in the simple framing the wrk script reads."""
+    count = 0
+    with path.open("wb") as fh:
+        for method, target, headers, body in requests:
+            fh.write(f"{target}\n{method}\n{len(headers)}\n".encode())
+            for name, value in headers.items():
+                fh.write(f"{name}: {value}\n".encode())
+            fh.write(f"{len(body)}\n".encode() + body + b"\n")
+            count += 1
+    return count
