@@ -55,6 +55,7 @@ class Exchange:
     user_header: bytes | None = None
     credential: bytes | None = None
     connection_tokens: bytes | None = None
+    has_host = False
     route: Route = OTHER
     request_id = ""
     trace: RequestTrace | None = None
@@ -228,6 +229,9 @@ class Exchange:
             b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-ID: %s\r\ntraceparent: %s\r\n"
             % (forwarded_for, proto, self.request_id.encode(), trace.traceparent())
         )
+        if not self.has_host:
+            # HTTP/1.0 clients may omit Host; HTTP/1.1, which we speak upstream, requires it.
+            parts.append(b"Host: %s\r\n" % conn.pool.authority)
         if self.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
             parts.extend(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in self.body)

@@ -29,7 +29,7 @@ MAX_PIPELINE = 16
 
 # What the request parser does with each field: forward it unless it is named here.
 _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _DROP, _FORWARDED_FOR, _FORWARDED_PROTO = range(6)
-_REQUEST_ID, _TRACEPARENT, _USER_ID, _CREDENTIAL, _EXPECT = range(6, 11)
+_REQUEST_ID, _TRACEPARENT, _USER_ID, _CREDENTIAL, _EXPECT, _HOST = range(6, 12)
 _SPECIAL = {
     b"content-length": _CONTENT_LENGTH,
     b"transfer-encoding": _TRANSFER_ENCODING,
@@ -49,6 +49,7 @@ _SPECIAL = {
     b"authorization": _CREDENTIAL,
     b"x-api-key": _CREDENTIAL,
     b"expect": _EXPECT,
+    b"host": _HOST,
 }
 _PAUSED_BY_UPSTREAM = 1
 _PAUSED_BY_PIPELINE = 2
@@ -264,6 +265,9 @@ class ClientConnection(asyncio.Protocol):
             ex.head_parts += (name, b": ", value, b"\r\n")
         elif kind == _CREDENTIAL:
             ex.credential = value
+            ex.head_parts += (name, b": ", value, b"\r\n")
+        elif kind == _HOST:
+            ex.has_host = True
             ex.head_parts += (name, b": ", value, b"\r\n")
         elif kind == _EXPECT:
             if value.strip().lower() == b"100-continue":

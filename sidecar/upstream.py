@@ -262,6 +262,7 @@ class UpstreamPool:
         self.name = name
         self.host = host
         self.port = port
+        self.authority = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode()
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout

@@ -195,6 +195,24 @@ def test_a_large_response_is_streamed_intact(sidecar: Running) -> None:
     assert hashlib.sha256(answer.body).digest() == hashlib.sha256(bytes(range(256)) * (size // 256)).digest()
 
 
+def test_http10_clients_get_responses_they_can_frame(sidecar: Running) -> None:
+    # A chunked upstream response cannot go to an HTTP/1.0 client: it is sent raw and the connection closes.
+    answer = raw_exchange(sidecar.port, b"GET /chunked?parts=3 HTTP/1.0\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head.lower()
+    assert body == b"part 0\npart 1\npart 2\n"
+    # An HTTP/1.0 client asking for keep-alive keeps its connection when the response has a length.
+    import socket
+
+    with socket.create_connection(("127.0.0.1", sidecar.port), timeout=5) as sock:
+        for path in (b"/one", b"/two"):
+            sock.sendall(b"GET " + path + b" HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            reply = b""
+            while b'"body_length"' not in reply:
+                reply += sock.recv(65536)
+            assert b"Connection: keep-alive" in reply and b'"path": "' + path + b'"' in reply
+
+
 def test_one_keep_alive_connection_serves_many_requests(sidecar: Running, connection: Callable[[], http.client.HTTPConnection]) -> None:
     conn = connection()
     for i in range(30):
