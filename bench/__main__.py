@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-# Each module has `main() -> None`; order: cheapest first.
-SUITES = ["bot", "webhooks", "sidecar", "capacity"]
+# Each module has `main() -> None`; order: cheapest first. The soak takes SOAK_SECONDS (default 600).
+SUITES = ["bot", "webhooks", "sidecar", "capacity", "soak"]
 
 
 def main(argv: list[str]) -> int:
