@@ -30,13 +30,20 @@ XML_BOMB = (
 )
 XXE = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><Encrypt>&xxe;</Encrypt></xml>'
 
-hostile_bodies = st.one_of(
-    st.binary(max_size=4096),
-    json_values.map(encode),
-    st.integers(1, 100_000).map(lambda n: b"[" * n + b"]" * n),
-    st.integers(1, 100_000).map(lambda n: b'{"a":' * n),
-    st.sampled_from([XML_BOMB, XXE, b"", b"\x00" * 64, b"{}" * 40_000]),
-)
+
+
+def bodies(max_bytes: int, max_depth: int, repeats: int) -> st.SearchStrategy[bytes]:
+    """Random bytes, odd JSON, nesting up to `max_depth`, XML bombs and XXE, `repeats` empty objects."""
+    return st.one_of(
+        st.binary(max_size=max_bytes),
+        json_values.map(encode),
+        st.integers(1, max_depth).map(lambda n: b"[" * n + b"]" * n),
+        st.integers(1, max_depth).map(lambda n: b'{"a":' * n),
+        st.sampled_from([XML_BOMB, XXE, b"", b"\x00" * 64, b"{}" * repeats]),
+    )
+
+
+hostile_bodies = bodies(4096, 100_000, 40_000)
 
 # Long runs of one character (kept under a 64 KiB body even when JSON escapes each one to 12 bytes).
 huge_text = st.builds(
@@ -47,13 +54,7 @@ field_values = st.one_of(json_values, huge_text, st.integers(-(2**70), 2**70))
 # Header values http.client can send (latin-1, no line breaks), odd ones included.
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80)
 # Bounded so that, wrapped in base64 and JSON, they still fit a 64 KiB body and reach the decoder.
-inner_bodies = st.one_of(
-    st.binary(max_size=2048),
-    json_values.map(encode),
-    st.integers(1, 20_000).map(lambda n: b"[" * n + b"]" * n),
-    st.integers(1, 5_000).map(lambda n: b'{"a":' * n),
-    st.sampled_from([XML_BOMB, XXE, b"", b"\x00" * 64, b"{}" * 1000]),
-)
+inner_bodies = bodies(2048, 5_000, 1000)
 _REMOVE = object()
 
 
