@@ -33,12 +33,10 @@ class SidecarMetrics:
         rules: tuple[str, ...] = (),
         default_collectors: bool = True,
     ) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        if default_collectors:
-            process_collector.ProcessCollector(registry=r)
-            platform_collector.PlatformCollector(registry=r)
-            gc_collector.GCCollector(registry=r)
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        for collector in (process_collector.ProcessCollector, platform_collector.PlatformCollector, gc_collector.GCCollector):
+            if default_collectors:
+                collector(registry=r)
         self.requests = Counter(
             "sidecar_requests", "Requests answered by the sidecar, rejections included.",
             ("route", "status", "upstream"), registry=r,

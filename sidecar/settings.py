@@ -8,9 +8,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.settings import Settings as BotSettings
 from bot.settings import environ_subset, split_csv
 
 DEFAULT_RULES = Path(__file__).with_name("ratelimits.yaml")
@@ -85,17 +86,8 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment arrives as an argument to load_settings, so tests never touch os.environ.
-        return (init_settings,)
+    # The bot's rule: only the environment handed to load_settings counts, never os.environ.
+    settings_customise_sources = classmethod(BotSettings.settings_customise_sources.__func__)  # type: ignore[attr-defined]
 
     @property
     def canary_enabled(self) -> bool:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ports import free_port
 from tests.support.processes import Process, python_module
+from tests.support.raw_http import Answer, exchange
 
 
 @dataclass
@@ -27,34 +25,13 @@ class Running:
     port: int
     admin: str = ""
 
-    def log_lines(self) -> list[dict[str, Any]]:
-        """The process's ECS JSON log lines (stdout), parsed."""
-        lines = []
-        for line in self.process.output().splitlines():
-            if line.startswith("{"):
-                lines.append(json.loads(line))
-        return lines
 
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def fetch(url: str, *, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None,
+def fetch(url: str, *, method: str = "GET", body: bytes = b"", headers: dict[str, str] | None = None,
           timeout: float = 10.0) -> Answer:
-    """One HTTP request with the standard library; any status comes back as an Answer."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - local test servers
-            return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+    """One request on a fresh connection; any status comes back as an Answer, a hang raises."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    return exchange(f"{parts.scheme}://{parts.netloc}", method, target, body, headers, timeout)
 
 
 def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:

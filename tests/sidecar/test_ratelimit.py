@@ -13,7 +13,8 @@ from sidecar.metrics import SidecarMetrics
 from sidecar.ratelimit import RateLimiter, credential_key
 from sidecar.routes import resolve
 from sidecar.rules import parse_rules
-from tests.sidecar.conftest import Answer, Running, fetch, metric
+from tests.sidecar.conftest import Running, fetch, metric
+from tests.support.raw_http import Answer
 from tests.support.ports import free_port
 
 CHAT = resolve(b"/api/v1/chat")[0]  # type: ignore[index]

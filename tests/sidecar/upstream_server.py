@@ -9,6 +9,7 @@ import asyncio
 import socket
 import struct
 import sys
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -25,6 +26,30 @@ def _raw(request: web.Request, data: bytes, *, reset: bool = False) -> web.Respo
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.close()
     return web.Response()
+
+
+def _raw_handler(data: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return _raw(request, data)
+
+    return handler
+
+
+# Responses written byte for byte, then the connection is closed.
+RAW_RESPONSES = {
+    "/garbage": b"this is not HTTP at all\r\n\r\n",
+    "/hop": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop-Only\r\nX-Hop-Only: 1\r\n"
+        b"Keep-Alive: timeout=5\r\nX-End-To-End: kept\r\n\r\nok"
+    ),
+    # HTTP/1.0 style: no length, no chunking; the end of the connection ends the body.
+    "/until-close": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nbody until close",
+    "/overlong": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-ID: r\r\n\r\nokEXTRA BYTES",
+    "/early-hints": (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Request-ID: r\r\n\r\nfinal"
+    ),
+}
 
 
 def create_app(name: str) -> web.Application:
@@ -55,36 +80,12 @@ def create_app(name: str) -> web.Application:
     async def reset(request: web.Request) -> web.Response:
         return _raw(request, b"", reset=True)
 
-    async def garbage(request: web.Request) -> web.Response:
-        return _raw(request, b"this is not HTTP at all\r\n\r\n")
-
     async def truncated(request: web.Request) -> web.Response:
         return _raw(request, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part of it", reset=True)
-
-    async def hop(request: web.Request) -> web.Response:
-        return _raw(
-            request,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop-Only\r\nX-Hop-Only: 1\r\n"
-            b"Keep-Alive: timeout=5\r\nX-End-To-End: kept\r\n\r\nok",
-        )
 
     async def like_the_bot(request: web.Request) -> web.Response:
         # Echoes X-Request-ID like the bot does, so the sidecar can relay the response as it is.
         return web.Response(text="relayed", headers={"X-Request-ID": request.headers.get("X-Request-ID", "")})
-
-    async def overlong(request: web.Request) -> web.Response:
-        return _raw(request, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-ID: r\r\n\r\nokEXTRA BYTES")
-
-    async def early_hints(request: web.Request) -> web.Response:
-        return _raw(
-            request,
-            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Request-ID: r\r\n\r\nfinal",
-        )
-
-    async def until_close(request: web.Request) -> web.Response:
-        # HTTP/1.0 style: no length, no chunking; the end of the connection ends the body.
-        return _raw(request, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nbody until close")
 
     async def chunked(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
@@ -104,13 +105,10 @@ def create_app(name: str) -> web.Application:
     app.router.add_get("/slow", slow)
     app.router.add_get("/silent", silent)
     app.router.add_get("/reset", reset)
-    app.router.add_get("/garbage", garbage)
     app.router.add_get("/truncated", truncated)
-    app.router.add_get("/hop", hop)
-    app.router.add_get("/until-close", until_close)
     app.router.add_get("/like-the-bot", like_the_bot)
-    app.router.add_get("/overlong", overlong)
-    app.router.add_get("/early-hints", early_hints)
+    for path, data in RAW_RESPONSES.items():
+        app.router.add_get(path, _raw_handler(data))
     app.router.add_get("/chunked", chunked)
     app.router.add_get("/big", big)
     app.router.add_route("*", "/{tail:.*}", echo)
