@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 import inspect
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -53,6 +52,7 @@ from bot.platforms.registry import discover_plugins
 from bot.sessions.base import SessionStore
 from bot.sessions.memory import MemorySessionStore
 from bot.settings import Settings
+from bot.telemetry.logs import AccessLog
 from bot.telemetry.metrics import BotMetrics
 from bot.telemetry.tracing import create_tracer_provider
 
@@ -68,10 +68,9 @@ def create_app(
 ) -> web.Application:
     """Build the bot; tests pass their own platforms, backend, stores or metrics registry."""
     platforms = dict(platforms or {})
-    middlewares = [request_id_middleware]
-    if settings.telemetry_enabled:
-        middlewares.append(telemetry_middleware)
-    middlewares.append(error_middleware)
+    # Telemetry (outermost, so every answer is counted) also assigns the request id; without it
+    # a lighter middleware does only that.
+    middlewares = [telemetry_middleware if settings.telemetry_enabled else request_id_middleware, error_middleware]
     middlewares.append(body_deadline_middleware(settings.bot_read_timeout))
     app = web.Application(middlewares=middlewares, client_max_size=settings.bot_max_body_bytes)
     app[settings_key] = settings
@@ -79,9 +78,7 @@ def create_app(
     app[started_at_key] = time.monotonic()
     app[route_platforms_key] = {}
     app[readiness_key] = Readiness()
-    access_log = logging.getLogger("bot.access")
-    access_log.disabled = not settings.telemetry_enabled
-    app[access_log_key] = access_log
+    app[access_log_key] = AccessLog(settings.otel_service_name, __version__)
 
     app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_http_client)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Tracer
 
 from bot.backends.base import ModelBackend
@@ -54,8 +56,13 @@ class Conversation:
     async def _complete(self, prompt: list[Turn]) -> Completion:
         name = self.backend.name
         started = time.perf_counter()
-        with self.tracer.start_as_current_span("model.complete", kind=SpanKind.CLIENT) as span:
-            span.set_attribute("gen_ai.system", name)
+        # A child span only when the request's trace is recorded: an unsampled one would cost
+        # time on every request and show nowhere.
+        recording = trace.get_current_span().is_recording()
+        scope = self.tracer.start_as_current_span("model.complete", kind=SpanKind.CLIENT) if recording else nullcontext()
+        with scope as span:
+            if span is not None:
+                span.set_attribute("gen_ai.system", name)
             try:
                 completion = await self.backend.complete(prompt)
             except BackendError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +16,7 @@ from bot.intake import Intake
 from bot.platforms.base import GroupRobot, PlatformAdapter
 from bot.sessions.base import SessionStore
 from bot.settings import Settings
+from bot.telemetry.logs import AccessLog
 from bot.telemetry.metrics import BotMetrics
 
 settings_key = web.AppKey("settings", Settings)
@@ -29,7 +29,7 @@ conversation_key = web.AppKey("conversation", Conversation)
 readiness_key = web.AppKey("readiness", Readiness)
 started_at_key = web.AppKey("started_at", float)
 route_platforms_key = web.AppKey("route_platforms", dict)
-access_log_key = web.AppKey("access_log", logging.Logger)
+access_log_key = web.AppKey("access_log", AccessLog)
 queue_key = web.AppKey("queue", InboundQueue)
 adapters_key = web.AppKey("adapters", dict[str, PlatformAdapter])
 intake_key = web.AppKey("intake", Intake)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import random
 import time
-import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind
 from bot.errors import BotError, WebhookRejected, status_of
 from bot.http.responses import error_response
 from bot.keys import access_log_key, metrics_key, request_id_key, route_platforms_key, tracer_key
-from bot.telemetry.tracing import exemplar, extract_context
+from bot.telemetry.tracing import extract_context
 
 log = logging.getLogger("bot.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -39,11 +39,16 @@ def route_of(request: web.Request) -> tuple[str, str]:
     return request.app[route_platforms_key].get(canonical, "system"), canonical
 
 
+def incoming_request_id(request: web.Request) -> str | None:
+    """A caller's X-Request-ID when it is sane enough to log and echo."""
+    incoming = request.headers.get("X-Request-ID")
+    return incoming if incoming and _REQUEST_ID.match(incoming) else None
+
+
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Keep a sane incoming X-Request-ID or mint one, and echo it on every response."""
-    incoming = request.headers.get("X-Request-ID")
-    request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    """With telemetry off: keep a sane incoming X-Request-ID or mint one, and echo it."""
+    request_id = incoming_request_id(request) or f"{random.getrandbits(128):032x}"
     request[request_id_key] = request_id
     response = await handler(request)
     response.headers["X-Request-ID"] = request_id
@@ -52,20 +57,29 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 @web.middleware
 async def telemetry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One server span, the RED metrics and one ECS access-log line per request."""
+    """One server span, the RED metrics and one ECS access-log line per request.
+
+    Without a caller's X-Request-ID the trace id doubles as the request id, so an id a user
+    reports leads straight to the trace and every log line of the request.
+    """
     app = request.app
-    metrics = app[metrics_key]
     platform, route = route_of(request)
     started = time.perf_counter()
     span = app[tracer_key].start_span(
         f"{request.method} {route}", context=extract_context(request.headers), kind=SpanKind.SERVER
     )
+    span_context = span.get_span_context()
+    ids = (f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}")
+    request_id = incoming_request_id(request) or ids[0]
+    request[request_id_key] = request_id
     token = otel_context.attach(trace.set_span_in_context(span))
+    metrics = app[metrics_key]
     metrics.in_flight.inc()
     status = 500
     try:
         response = await handler(request)
         status = response.status
+        response.headers["X-Request-ID"] = request_id
         return response
     except asyncio.CancelledError:
         # The client went away; nginx's convention makes it visible without calling it a server error.
@@ -74,25 +88,28 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
     finally:
         elapsed = time.perf_counter() - started
         metrics.in_flight.dec()
-        metrics.requests.labels(platform, route, request.method, str(status)).inc()
-        metrics.request_duration.labels(platform, route).observe(elapsed, exemplar())
+        metrics.observe_request(
+            platform, route, request.method, status, elapsed,
+            {"trace_id": ids[0]} if span_context.trace_flags.sampled else None,
+        )
         if span.is_recording():
             span.set_attribute("http.route", route)
             span.set_attribute("http.response.status_code", status)
         access_log = app[access_log_key]
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
+        if access_log.enabled:
+            access_log.write(
                 f"{request.method} {request.path} {status}",
-                extra={"ecs": {
+                {
                     "http": {
-                        "request": {"method": request.method, "id": request.get(request_id_key)},
+                        "request": {"method": request.method, "id": request_id},
                         "response": {"status_code": status},
                     },
                     "url": {"path": request.path},
                     "event": {"duration": int(elapsed * 1e9)},
                     "client": {"ip": request.remote},
                     "labels": {"platform": platform, "route": route},
-                }},
+                },
+                ids,
             )
         span.end()
         otel_context.detach(token)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client import gc_collector, platform_collector, process_collector
 
@@ -78,3 +80,20 @@ class BotMetrics:
         self.sessions_active = Gauge("bot_sessions_active", "Sessions held in memory.", registry=r)
         self.build_info = Info("bot_build", "Version of the running bot.", registry=r)
         self.build_info.info({"version": __version__})
+        self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(
+        self, platform: str, route: str, method: str, status: int, seconds: float,
+        exemplar: dict[str, str] | None = None,
+    ) -> None:
+        """Count and time one request; label children are looked up once per label set."""
+        key = (platform, route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(platform, route, method, str(status)),
+                self.request_duration.labels(platform, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds, exemplar)
