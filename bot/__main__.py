@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         # Settings that only the wiring can judge (e.g. ALERTS_PLATFORM) fail here, still without a traceback.
         log.error("botwatch: %s", exc.message)
         return 2
+    except OSError as exc:
+        # The port is taken, the data directory is not writable...: one line, no traceback.
+        log.error("botwatch: cannot start: %s", exc)
+        return 1
     finally:
         listener.stop()
     return 0
