@@ -277,10 +277,6 @@ class Exchange:
         self.conn.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
 
-    def response_started(self, status: int) -> None:
-        self.status = status
-        self.response_begun = True
-
     def response_complete(self) -> None:
         self.upstream = None
         self.response_done = True

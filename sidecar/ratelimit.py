@@ -23,23 +23,22 @@ _REDIS_BACKOFF = 1.0
 _MAX_CACHED_KEYS = 50_000
 
 
-class LoopMemoryStorage(MemoryStorage):
-    """`limits`' MemoryStorage without its expiry thread: `expire` runs on the event loop instead.
+def loop_memory_storage() -> MemoryStorage:
+    """`limits`' MemoryStorage without its expiry thread; call `expire_memory` from the event loop instead.
 
-    Under traffic the stock storage starts a new threading.Timer every 10 ms; each one takes
-    the GIL from the event loop. Counters expire lazily on read anyway, so a sweep once a
-    second only trims moving-window entries and frees keys nobody uses any more.
+    Under traffic the stock storage starts a new threading.Timer every 10 ms, and each one
+    takes the GIL from the event loop. Counters expire lazily on read anyway, so a sweep once
+    a second only trims moving-window entries and frees keys nobody uses any more. (Not a
+    subclass: `limits` wraps the storage methods again for every subclass.)
     """
+    storage = MemoryStorage()
+    storage.timer.cancel()
+    storage._MemoryStorage__schedule_expiry = lambda: None  # type: ignore[attr-defined]  # the private hook
+    return storage
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.timer.cancel()
 
-    def _MemoryStorage__schedule_expiry(self) -> None:  # the base class's private hook, name-mangled
-        return None
-
-    def expire(self) -> None:
-        self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+def expire_memory(storage: MemoryStorage) -> None:
+    storage._MemoryStorage__expire_events()  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +91,7 @@ class RateLimiter:
         self._skip_until = 0.0
         self._storage: Any
         if redis_url is None:
-            self._storage = LoopMemoryStorage()
+            self._storage = loop_memory_storage()
             self._limiters: dict[str, Any] = {
                 "moving-window": strategies.MovingWindowRateLimiter(self._storage),
                 "fixed-window": strategies.FixedWindowRateLimiter(self._storage),
@@ -183,7 +182,7 @@ class RateLimiter:
     def expire(self) -> None:
         """Drop expired in-memory entries (call about once a second)."""
         if not self.is_async:
-            self._storage.expire()
+            expire_memory(self._storage)
 
     async def close(self) -> None:
         if self.is_async:

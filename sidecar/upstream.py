@@ -181,7 +181,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._relay_raw(raw)
         else:
             self._out.append(self._rebuilt_head(raw[:end], status, fields, exchange))
-        exchange.response_started(status)
+        exchange.status = status
+        exchange.response_begun = True
         if exchange.is_head:
             # httptools cannot be told the request was HEAD, so it would wait for a body; end here.
             self.done = True
