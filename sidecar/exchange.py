@@ -139,13 +139,14 @@ class Exchange:
 
     def check_limits(self) -> None:
         limiter = self.proxy.limiter
-        if limiter is not None and limiter.rules_for(self.route):
-            if limiter.is_async:
+        if limiter is not None:
+            if not limiter.is_async:
+                rejection = limiter.check(self.route, self.client_ip, self.credential)
+                if rejection is not None:
+                    return self.reply(responses.rate_limited(rejection.rule, rejection.headers()))
+            elif limiter.rules_for(self.route):
                 self.proxy.loop.create_task(self._check_limits_async())
                 return
-            rejection = limiter.check(self.route, self.client_ip, self.credential)
-            if rejection is not None:
-                return self.reply(responses.rate_limited(rejection.rule, rejection.headers()))
         self.admit()
 
     async def _check_limits_async(self) -> None:

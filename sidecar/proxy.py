@@ -223,12 +223,12 @@ class ClientConnection(asyncio.Protocol):
 
     # httptools callbacks
 
-    def on_message_begin(self) -> None:
-        self.parsing = Exchange(self)
-
     def on_url(self, url: bytes) -> None:
+        # The target is the first part of every request, so the exchange starts here
+        # (one callback fewer per request than on_message_begin).
         exchange = self.parsing
-        assert exchange is not None
+        if exchange is None:
+            exchange = self.parsing = Exchange(self)
         exchange.target += url
         exchange.head_size += len(url)
 

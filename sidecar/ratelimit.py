@@ -121,11 +121,15 @@ class RateLimiter:
         This does what the strategies' `hit` does (`incr` for a fixed window, `acquire_entry`
         for a moving one) with storage keys built once per client instead of on every request.
         """
+        rules = self._by_route.get(route.label)
+        if rules is None:
+            rules = self.rules_for(route)
         storage = self._storage
-        for rule in self.rules_for(route):
-            ident = _key(rule, route, client_ip, credential)
+        for rule in rules:
+            ident = client_ip if rule.key == "client_ip" else _key(rule, route, client_ip, credential)
+            keys = self._keys.get((rule.name, ident)) or self._storage_keys(rule, ident)
             fixed = rule.strategy == "fixed-window"
-            for item, key in zip(rule.items, self._storage_keys(rule, ident)):
+            for item, key in zip(rule.items, keys):
                 if fixed:
                     allowed = storage.incr(key, item.get_expiry()) <= item.amount
                 else:
@@ -140,11 +144,9 @@ class RateLimiter:
         return None
 
     def _storage_keys(self, rule: Rule, ident: str) -> tuple[str, ...]:
-        keys = self._keys.get((rule.name, ident))
-        if keys is None:
-            if len(self._keys) >= _MAX_CACHED_KEYS:
-                self._keys.clear()
-            keys = self._keys[(rule.name, ident)] = tuple(item.key_for(rule.name, ident) for item in rule.items)
+        if len(self._keys) >= _MAX_CACHED_KEYS:
+            self._keys.clear()
+        keys = self._keys[(rule.name, ident)] = tuple(item.key_for(rule.name, ident) for item in rule.items)
         return keys
 
     async def check_async(self, route: Route, client_ip: str, credential: bytes | None) -> Rejection | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import os
 import re
 
 from opentelemetry import trace
@@ -53,16 +53,19 @@ class Tracing:
 
     def __init__(self, ratio: float, provider: TracerProvider | None = None) -> None:
         self.ratio = ratio
+        self._sample_below = round(ratio * 2**32)
         self._tracer = provider.get_tracer("sidecar") if provider is not None else None
 
     def start(self, traceparent: bytes | None, name: str) -> RequestTrace:
         parent = _parse(traceparent) if traceparent else None
         if self._tracer is not None:
             return self._start_span(parent, name)
-        ids = "%048x" % random.getrandbits(192)  # a trace id and a span id from one call
+        # One read of the OS generator gives the trace id, the span id and the sampling draw;
+        # it touches less memory than the Mersenne Twister, which matters on a cold cache.
+        ids = os.urandom(28).hex()
         if parent is not None:
-            return RequestTrace(parent[0], ids[32:], parent[2])
-        return RequestTrace(ids[:32], ids[32:], random.random() < self.ratio)
+            return RequestTrace(parent[0], ids[32:48], parent[2])
+        return RequestTrace(ids[:32], ids[32:48], int(ids[48:], 16) < self._sample_below)
 
     def _start_span(self, parent: tuple[str, str, bool] | None, name: str) -> RequestTrace:
         assert self._tracer is not None
