@@ -269,8 +269,11 @@ class Exchange:
 
     def on_request_complete(self) -> None:
         self.request_complete = True
-        if self.streaming and self.chunked and not self.discard and self.upstream is not None:
-            self.upstream.send_body(b"0\r\n\r\n")
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.last_activity = self.proxy.loop.time()  # the upstream's read timeout starts now
+            if self.streaming and self.chunked and not self.discard:
+                upstream.send_body(b"0\r\n\r\n")
 
     # Callbacks from the upstream connection
 

@@ -314,7 +314,8 @@ class UpstreamPool:
             conn.close()
         for conn in list(self.busy):
             exchange = conn.exchange
-            if exchange is not None and now - conn.last_activity > read_timeout:
+            # While the client is still sending, its own timeout applies: a silent upstream is waiting for it.
+            if exchange is not None and exchange.request_complete and now - conn.last_activity > read_timeout:
                 conn.exchange = None
                 conn.close()
                 exchange.upstream_timed_out(started=conn.started)

@@ -16,6 +16,7 @@ from tests.sidecar.conftest import Running, fetch, launch_sidecar, launch_upstre
 
 MAX_BODY = 4096
 READ_TIMEOUT = 1.0
+CLIENT_TIMEOUT = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, R
     try:
         sidecar = launch_sidecar(
             workdir, upstream.url,
-            {"SIDECAR_MAX_BODY_BYTES": str(MAX_BODY), "SIDECAR_READ_TIMEOUT": str(READ_TIMEOUT)},
+            {
+                "SIDECAR_MAX_BODY_BYTES": str(MAX_BODY), "SIDECAR_READ_TIMEOUT": str(READ_TIMEOUT),
+                "SIDECAR_CLIENT_TIMEOUT": str(CLIENT_TIMEOUT),
+            },
         )
     except Exception:
         upstream.process.stop()
@@ -324,6 +328,30 @@ def test_a_silent_upstream_gives_504_after_the_read_timeout(sidecar: Running) ->
     assert answer.status == 504
     assert_json_error(504, answer.body, "gateway_timeout")
     assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + 1.5
+
+
+def test_a_stalled_request_body_gets_408_and_an_idle_connection_is_closed(sidecar: Running) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", sidecar.port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        assert CLIENT_TIMEOUT <= time.monotonic() - started < CLIENT_TIMEOUT + 1.5
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and b"Connection: close" in head
+    assert_json_error(408, body, "request_timeout")
+
+    with socket.create_connection(("127.0.0.1", sidecar.port), timeout=5) as sock:
+        sock.sendall(b"GET /before-idle HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        assert b"/before-idle" in received
+        assert CLIENT_TIMEOUT <= time.monotonic() - started < CLIENT_TIMEOUT + 1.5, "closed once idle past the timeout"
 
 
 @pytest.mark.parametrize("path", ["/reset", "/garbage"])
