@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
-from random import getrandbits
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -92,6 +92,7 @@ class Exchange:
     # Admission, in the order of ARCHITECTURE.md "Flow 3"
 
     def start(self) -> None:
+        """Identify, route and admit the request; answer it here if it must be refused."""
         self.started = True
         p = self.proxy
         resolved = resolve(self.target)
@@ -104,7 +105,7 @@ class Exchange:
         elif self.incoming_traceparent is None:
             self.request_id = trace.trace_id  # a new trace is this request alone: one id serves both
         else:
-            self.request_id = "%032x" % getrandbits(128)
+            self.request_id = os.urandom(16).hex()
         if self.forwarded_for and self.conn.trusted:
             self.client_ip = _last_hop(self.forwarded_for) or self.client_ip
         if p.canary is not None:
@@ -138,6 +139,7 @@ class Exchange:
         self.check_limits()
 
     def check_limits(self) -> None:
+        """Apply the rate-limit rules: inline when they live in memory, in a task when in Redis."""
         limiter = self.proxy.limiter
         if limiter is not None:
             if not limiter.is_async:
@@ -161,6 +163,7 @@ class Exchange:
             self.admit()
 
     def admit(self) -> None:
+        """Shed when full or when the upstream is down; otherwise forward on a pooled connection."""
         p = self.proxy
         if p.draining:
             p.shed["draining"].inc()
@@ -253,6 +256,7 @@ class Exchange:
             conn.pause_reading()
 
     def on_body(self, data: bytes) -> None:
+        """Stream a piece of the request body upstream, or hold it until the request is admitted."""
         self.body_size += len(data)
         if self.discard:
             return
@@ -268,6 +272,7 @@ class Exchange:
             self.body.append(data)
 
     def on_request_complete(self) -> None:
+        """The client has sent the whole request."""
         self.request_complete = True
         upstream = self.upstream
         if upstream is not None:
@@ -278,10 +283,12 @@ class Exchange:
     # Callbacks from the upstream connection
 
     def relay(self, out: list[bytes]) -> None:
+        """Write what the upstream connection prepared for the client, in one write."""
         self.conn.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
 
     def response_complete(self) -> None:
+        """The whole response has been relayed."""
         self.upstream = None
         self.response_done = True
         if not self.request_complete:
@@ -290,6 +297,7 @@ class Exchange:
         self.conn.exchange_finished(self)
 
     def upstream_broken(self, message: str, *, started: bool, reused: bool = False) -> None:
+        """The upstream closed or garbled the exchange: retry once, answer 502, or cut the client off."""
         if self.finished:
             return
         self.upstream = None
@@ -306,6 +314,7 @@ class Exchange:
         self.reply(responses.bad_gateway(message))
 
     def upstream_timed_out(self, *, started: bool) -> None:
+        """The upstream stayed silent past the read timeout."""
         if self.finished:
             return
         self.upstream = None

@@ -15,7 +15,7 @@ from sidecar.accesslog import AccessLog
 from sidecar.canary import CanarySplit
 from sidecar.exchange import Exchange
 from sidecar.health import UpstreamHealth
-from sidecar.metrics import SidecarMetrics
+from sidecar.metrics import SHED_REASONS, SidecarMetrics
 from sidecar.ratelimit import RateLimiter
 from sidecar.settings import IPNetwork
 from sidecar.tracing import Tracing
@@ -93,21 +93,25 @@ class Proxy:
         self.in_flight = 0
         self.draining = False
         self.connections: set[ClientConnection] = set()
-        self.shed = {reason: metrics.shed.labels(reason) for reason in ("max_in_flight", "upstream_down", "draining")}
+        self.shed = {reason: metrics.shed.labels(reason) for reason in SHED_REASONS}
         metrics.in_flight.set_function(lambda: self.in_flight)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._tick = min(1.0, read_timeout / 4, client_timeout / 4)
 
     def choose_upstream(self, user: bytes) -> str:
+        """`canary` or `stable` for a user key (see sidecar.canary)."""
         assert self.canary is not None
         return "canary" if self.canary.is_canary(user) else "stable"
 
     def is_trusted(self, ip: str) -> bool:
+        """Whether a peer may tell us the client's address and scheme (SIDECAR_TRUSTED_PROXIES)."""
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
             return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d
         return any(address in network for network in self.trusted_proxies)
 
     async def start(self, host: str, port: int) -> int:
