@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 
@@ -25,13 +26,24 @@ class AccessLog:
         self.max_batch = max_batch
         self._pending: list[logging.LogRecord] = []
         self._timer: asyncio.TimerHandle | None = None
+        # Every access record is a copy of this one with its own time and message: building a
+        # LogRecord looks up the pid (a system call) and splits a source path, per request.
+        self._template = logging.LogRecord(logger.name, logging.INFO, "", 0, "", None, None).__dict__
 
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
     def record(self, message: str, document: dict[str, Any]) -> None:
-        record = logging.LogRecord(self.logger.name, logging.INFO, "", 0, message, None, None)
-        record.__dict__["ecs"] = document
+        """Queue one access line; `document` is its ECS fields, already nested."""
+        fields = self._template.copy()
+        created = time.time()
+        fields["created"] = created
+        fields["msecs"] = (created - int(created)) * 1000
+        fields["relativeCreated"] = (created - logging._startTime) * 1000  # type: ignore[attr-defined]
+        fields["msg"] = message
+        fields["ecs"] = document
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        record.__dict__ = fields
         self._pending.append(record)
         if len(self._pending) >= self.max_batch:
             self.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
+import random
 import re
 from time import perf_counter
 from typing import TYPE_CHECKING
@@ -105,7 +105,7 @@ class Exchange:
         elif self.incoming_traceparent is None:
             self.request_id = trace.trace_id  # a new trace is this request alone: one id serves both
         else:
-            self.request_id = os.urandom(16).hex()
+            self.request_id = "%032x" % random.getrandbits(128)
         if self.forwarded_for and self.conn.trusted:
             self.client_ip = _last_hop(self.forwarded_for) or self.client_ip
         if p.canary is not None:
