@@ -143,7 +143,7 @@ class Exchange:
         limiter = self.proxy.limiter
         if limiter is not None:
             if not limiter.is_async:
-                rejection = limiter.check(self.route, self.client_ip, self.credential)
+                rejection = limiter.check(self.route, self.client_ip, self.credential, self.upstream_name)
                 if rejection is not None:
                     return self.reply(responses.rate_limited(rejection.rule, rejection.headers()))
             elif limiter.rules_for(self.route):
@@ -154,7 +154,7 @@ class Exchange:
     async def _check_limits_async(self) -> None:
         limiter = self.proxy.limiter
         assert limiter is not None
-        rejection = await limiter.check_async(self.route, self.client_ip, self.credential)
+        rejection = await limiter.check_async(self.route, self.client_ip, self.credential, self.upstream_name)
         if self.finished:
             return
         if rejection is not None:
@@ -165,21 +165,22 @@ class Exchange:
     def admit(self) -> None:
         """Shed when full or when the upstream is down; otherwise forward on a pooled connection."""
         p = self.proxy
+        name = self.upstream_name
         if p.draining:
-            p.shed["draining"].inc()
+            p.metrics.bound(p.metrics.shed, "draining", name).inc()
             return self.reply(responses.shutting_down())
         if p.in_flight >= p.max_in_flight:
-            p.shed["max_in_flight"].inc()
+            p.metrics.bound(p.metrics.shed, "max_in_flight", name).inc()
             return self.reply(responses.overloaded(1))
-        name = self.upstream_name
         if not p.health[name].up:
             if name != "stable" and p.health["stable"].up:
                 # A sick canary hands its users back to stable rather than failing them.
                 name = self.upstream_name = "stable"
             else:
-                p.shed["upstream_down"].inc()
+                p.metrics.bound(p.metrics.shed, "upstream_down", name).inc()
                 return self.reply(responses.upstream_down(p.retry_after_down))
         p.in_flight += 1
+        p.in_flight_by[name] += 1
         self.admitted = True
         self._continue()
         pool = p.pools[name]
@@ -378,6 +379,7 @@ class Exchange:
         p = self.proxy
         if self.admitted:
             p.in_flight -= 1
+            p.in_flight_by[self.upstream_name] -= 1
         elapsed = perf_counter() - self.started_at
         route = self.route.label
         trace = self.trace

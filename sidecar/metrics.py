@@ -45,19 +45,24 @@ class SidecarMetrics:
             "sidecar_request_duration_seconds", "Time from request head received to response sent.",
             ("route", "upstream"), buckets=LATENCY_BUCKETS, registry=r,
         )
-        self.in_flight = Gauge("sidecar_requests_in_flight", "Requests admitted and not yet answered.", registry=r)
+        # Every series carries `upstream` (the side a request was routed to), so stable and canary compare.
+        self.in_flight = Gauge(
+            "sidecar_requests_in_flight", "Requests admitted and not yet answered.", ("upstream",), registry=r,
+        )
         self.ratelimited = Counter(
-            "sidecar_ratelimited", "Requests refused with 429 by a rate-limit rule.", ("rule",), registry=r,
+            "sidecar_ratelimited", "Requests refused with 429 by a rate-limit rule.", ("rule", "upstream"), registry=r,
         )
         self.ratelimit_shadow = Counter(
             "sidecar_ratelimit_shadow", "Requests a shadow-mode rule would have refused (let through).",
-            ("rule",), registry=r,
+            ("rule", "upstream"), registry=r,
         )
         self.ratelimit_errors = Counter(
             "sidecar_ratelimit_errors", "Rate-limit checks skipped because the shared storage failed (fail open).",
-            registry=r,
+            ("upstream",), registry=r,
         )
-        self.shed = Counter("sidecar_shed", "Requests refused with 503 before reaching an upstream.", ("reason",), registry=r)
+        self.shed = Counter(
+            "sidecar_shed", "Requests refused with 503 before reaching an upstream.", ("reason", "upstream"), registry=r,
+        )
         self.upstream_up = Gauge("sidecar_upstream_up", "1 while the probe considers the upstream healthy.", ("upstream",), registry=r)
         self.probe_duration = Histogram(
             "sidecar_probe_duration_seconds", "Active health probe latency.", ("upstream",),
@@ -77,13 +82,23 @@ class SidecarMetrics:
             for result in PROBE_RESULTS:
                 self.probes.labels(upstream, result)
             self.probe_duration.labels(upstream)
-        for reason in SHED_REASONS:
-            self.shed.labels(reason)
-        for rule in rules:
-            self.ratelimited.labels(rule)
-            self.ratelimit_shadow.labels(rule)
+            self.ratelimit_errors.labels(upstream)
+            for reason in SHED_REASONS:
+                self.shed.labels(reason, upstream)
+            for rule in rules:
+                self.ratelimited.labels(rule, upstream)
+                self.ratelimit_shadow.labels(rule, upstream)
         self._counts: dict[tuple[str, int, str], Any] = {}
         self._durations: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def bound(self, metric: Counter, *labels: str) -> Any:
+        """The child of `metric` for these label values, bound once and then reused."""
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe_request(self, route: str, status: int, upstream: str, elapsed: float, exemplar: dict[str, str] | None) -> None:
         """Count one answered request and its latency."""

@@ -15,7 +15,7 @@ from sidecar.accesslog import AccessLog
 from sidecar.canary import CanarySplit
 from sidecar.exchange import Exchange
 from sidecar.health import UpstreamHealth
-from sidecar.metrics import SHED_REASONS, SidecarMetrics
+from sidecar.metrics import SidecarMetrics
 from sidecar.ratelimit import RateLimiter
 from sidecar.settings import IPNetwork
 from sidecar.tracing import Tracing
@@ -91,10 +91,11 @@ class Proxy:
         self.retry_after_down = retry_after_down
         self.loop = loop
         self.in_flight = 0
+        self.in_flight_by = dict.fromkeys(pools, 0)
         self.draining = False
         self.connections: set[ClientConnection] = set()
-        self.shed = {reason: metrics.shed.labels(reason) for reason in SHED_REASONS}
-        metrics.in_flight.set_function(lambda: self.in_flight)
+        for name in pools:
+            metrics.in_flight.labels(name).set_function(lambda name=name: self.in_flight_by[name])
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._tick = min(1.0, read_timeout / 4, client_timeout / 4)

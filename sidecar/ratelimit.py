@@ -85,9 +85,7 @@ class RateLimiter:
         self.is_async = redis_url is not None
         self._by_route: dict[str, tuple[Rule, ...]] = {}
         self._keys: dict[tuple[str, str], tuple[str, ...]] = {}
-        self._rejected = {rule.name: metrics.ratelimited.labels(rule.name) for rule in rules}
-        self._shadowed = {rule.name: metrics.ratelimit_shadow.labels(rule.name) for rule in rules}
-        self._errors = metrics.ratelimit_errors
+        self._metrics = metrics
         self._skip_until = 0.0
         self._storage: Any
         if redis_url is None:
@@ -115,7 +113,7 @@ class RateLimiter:
             rules = self._by_route[route.label] = tuple(rule for rule in self.rules if rule.applies_to(route))
         return rules
 
-    def check(self, route: Route, client_ip: str, credential: bytes | None) -> Rejection | None:
+    def check(self, route: Route, client_ip: str, credential: bytes | None, upstream: str) -> Rejection | None:
         """Count the request against every matching rule held in memory.
 
         This does what the strategies' `hit` does (`incr` for a fixed window, `acquire_entry`
@@ -137,7 +135,7 @@ class RateLimiter:
                 if allowed:
                     continue
                 reset_at, remaining = self._limiters[rule.strategy].get_window_stats(item, rule.name, ident)
-                rejection = self._refuse(rule, item.amount, remaining, reset_at)
+                rejection = self._refuse(rule, item.amount, remaining, reset_at, upstream)
                 if rejection is not None:
                     return rejection
                 break
@@ -149,7 +147,7 @@ class RateLimiter:
         keys = self._keys[(rule.name, ident)] = tuple(item.key_for(rule.name, ident) for item in rule.items)
         return keys
 
-    async def check_async(self, route: Route, client_ip: str, credential: bytes | None) -> Rejection | None:
+    async def check_async(self, route: Route, client_ip: str, credential: bytes | None, upstream: str) -> Rejection | None:
         """Count the request against every matching rule held in Redis; fail open if Redis fails."""
         rules = self.rules_for(route)
         if not rules or time.monotonic() < self._skip_until:
@@ -162,22 +160,23 @@ class RateLimiter:
                     if await limiter.hit(item, *ids):
                         continue
                     reset_at, remaining = await limiter.get_window_stats(item, *ids)
-                    rejection = self._refuse(rule, item.amount, remaining, reset_at)
+                    rejection = self._refuse(rule, item.amount, remaining, reset_at, upstream)
                     if rejection is not None:
                         return rejection
                     break
         except Exception as exc:  # noqa: BLE001 - any storage failure means: let traffic through
-            self._errors.inc()
+            self._metrics.bound(self._metrics.ratelimit_errors, upstream).inc()
             if time.monotonic() >= self._skip_until:
                 log.warning("rate-limit storage failed, failing open: %s", type(exc).__name__)
             self._skip_until = time.monotonic() + _REDIS_BACKOFF
         return None
 
-    def _refuse(self, rule: Rule, limit: int, remaining: int, reset_at: float) -> Rejection | None:
+    def _refuse(self, rule: Rule, limit: int, remaining: int, reset_at: float, upstream: str) -> Rejection | None:
+        metrics = self._metrics
         if rule.shadow:
-            self._shadowed[rule.name].inc()
+            metrics.bound(metrics.ratelimit_shadow, rule.name, upstream).inc()
             return None
-        self._rejected[rule.name].inc()
+        metrics.bound(metrics.ratelimited, rule.name, upstream).inc()
         reset = max(1, math.ceil(reset_at - time.time()))
         return Rejection(rule.name, limit, max(0, remaining), reset)
 

@@ -11,9 +11,10 @@ from tests.sidecar.conftest import Running, fetch
 REQUIRED = {
     "sidecar_requests": {"route", "status", "upstream"},
     "sidecar_request_duration_seconds": {"route", "upstream"},
-    "sidecar_ratelimited": {"rule"},
-    "sidecar_ratelimit_shadow": {"rule"},
-    "sidecar_shed": {"reason"},
+    "sidecar_ratelimited": {"rule", "upstream"},
+    "sidecar_ratelimit_shadow": {"rule", "upstream"},
+    "sidecar_shed": {"reason", "upstream"},
+    "sidecar_requests_in_flight": {"upstream"},
     "sidecar_upstream_up": {"upstream"},
     "sidecar_probe_duration_seconds": {"upstream"},
     "sidecar_probes": {"upstream", "result"},

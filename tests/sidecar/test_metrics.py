@@ -26,16 +26,27 @@ def test_a_request_is_counted_with_route_status_upstream_and_timed_in_the_bots_b
     assert buckets == [*LATENCY_BUCKETS, float("inf")]
 
 
-def test_series_exist_at_zero_before_the_first_event() -> None:
+def test_series_exist_at_zero_before_the_first_event_for_every_upstream() -> None:
     registry = CollectorRegistry()
     SidecarMetrics(registry, upstreams=("stable", "canary"), rules=("chat_client",), default_collectors=False)
     value = registry.get_sample_value
-    for reason in ("max_in_flight", "upstream_down", "draining"):
-        assert value("sidecar_shed_total", {"reason": reason}) == 0
     for upstream in ("stable", "canary"):
+        for reason in ("max_in_flight", "upstream_down", "draining"):
+            assert value("sidecar_shed_total", {"reason": reason, "upstream": upstream}) == 0
         assert value("sidecar_upstream_up", {"upstream": upstream}) == 0
         assert value("sidecar_probes_total", {"upstream": upstream, "result": "ok"}) == 0
         assert value("sidecar_probe_duration_seconds_count", {"upstream": upstream}) == 0
-    assert value("sidecar_ratelimited_total", {"rule": "chat_client"}) == 0
-    assert value("sidecar_ratelimit_shadow_total", {"rule": "chat_client"}) == 0
+        assert value("sidecar_ratelimited_total", {"rule": "chat_client", "upstream": upstream}) == 0
+        assert value("sidecar_ratelimit_shadow_total", {"rule": "chat_client", "upstream": upstream}) == 0
+        assert value("sidecar_ratelimit_errors_total", {"upstream": upstream}) == 0
     assert value("sidecar_build_info", {"version": "0.1.0"}) == 1
+
+
+def test_every_sidecar_series_carries_the_upstream() -> None:
+    registry = CollectorRegistry()
+    SidecarMetrics(registry, upstreams=("stable", "canary"), rules=("r",), default_collectors=False)
+    names = [f.name for f in registry.collect() if f.name.startswith("sidecar_") and f.name != "sidecar_build"]
+    assert names
+    for family in registry.collect():
+        if family.name in names:
+            assert all("upstream" in sample.labels for sample in family.samples), family.name

@@ -31,8 +31,8 @@ def make(rules_yaml: str) -> tuple[RateLimiter, CollectorRegistry]:
 @pytest.mark.parametrize("strategy", ["moving-window", "fixed-window"])
 def test_a_rule_allows_exactly_its_budget(strategy: str) -> None:
     limiter, registry = make(f"rules: [{{name: chat, routes: [/api/v1/chat], key: client_ip, limits: [5/minute], strategy: {strategy}}}]")
-    assert [limiter.check(CHAT, "10.0.0.1", None) for _ in range(5)] == [None] * 5
-    rejection = limiter.check(CHAT, "10.0.0.1", None)
+    assert [limiter.check(CHAT, "10.0.0.1", None, "stable") for _ in range(5)] == [None] * 5
+    rejection = limiter.check(CHAT, "10.0.0.1", None, "stable")
     assert rejection is not None
     assert (rejection.rule, rejection.limit, rejection.remaining) == ("chat", 5, 0)
     assert 1 <= rejection.reset <= 60
@@ -42,34 +42,34 @@ def test_a_rule_allows_exactly_its_budget(strategy: str) -> None:
         b"RateLimit-Remaining": b"0",
         b"RateLimit-Reset": str(rejection.reset).encode(),
     }
-    assert registry.get_sample_value("sidecar_ratelimited_total", {"rule": "chat"}) == 1
+    assert registry.get_sample_value("sidecar_ratelimited_total", {"rule": "chat", "upstream": "stable"}) == 1
     # Another client has its own budget; another route is not counted at all.
-    assert limiter.check(CHAT, "10.0.0.2", None) is None
-    assert limiter.check(HEALTH, "10.0.0.1", None) is None
+    assert limiter.check(CHAT, "10.0.0.2", None, "stable") is None
+    assert limiter.check(HEALTH, "10.0.0.1", None, "stable") is None
 
 
 def test_the_burst_cap_and_the_budget_both_hold() -> None:
     limiter, _ = make("rules: [{name: chat, key: route, limits: [3/second, 4/minute]}]")
-    outcomes = [limiter.check(CHAT, "ip", None) for _ in range(5)]
+    outcomes = [limiter.check(CHAT, "ip", None, "stable") for _ in range(5)]
     assert [o is None for o in outcomes] == [True, True, True, False, False]
     assert outcomes[3].limit == 3  # type: ignore[union-attr]  # the burst cap refused first
 
 
 def test_a_shadow_rule_counts_but_never_refuses() -> None:
     limiter, registry = make("rules: [{name: watch, key: client_ip, limits: [2/minute], shadow: true}]")
-    assert all(limiter.check(CHAT, "10.0.0.1", None) is None for _ in range(5))
-    assert registry.get_sample_value("sidecar_ratelimit_shadow_total", {"rule": "watch"}) == 3
-    assert registry.get_sample_value("sidecar_ratelimited_total", {"rule": "watch"}) == 0
+    assert all(limiter.check(CHAT, "10.0.0.1", None, "stable") is None for _ in range(5))
+    assert registry.get_sample_value("sidecar_ratelimit_shadow_total", {"rule": "watch", "upstream": "stable"}) == 3
+    assert registry.get_sample_value("sidecar_ratelimited_total", {"rule": "watch", "upstream": "stable"}) == 0
 
 
 def test_api_keys_are_counted_apart_and_stored_only_as_digests() -> None:
     limiter, _ = make("rules: [{name: per_key, key: api_key, limits: [2/minute]}]")
     for key in (b"Bearer key-one", b"Bearer key-two"):
-        assert limiter.check(CHAT, "10.0.0.1", key) is None
-        assert limiter.check(CHAT, "10.0.0.1", key) is None
-        assert limiter.check(CHAT, "10.0.0.1", key) is not None
+        assert limiter.check(CHAT, "10.0.0.1", key, "stable") is None
+        assert limiter.check(CHAT, "10.0.0.1", key, "stable") is None
+        assert limiter.check(CHAT, "10.0.0.1", key, "stable") is not None
     # Without a key, the client address stands in.
-    assert limiter.check(CHAT, "10.0.0.1", None) is None
+    assert limiter.check(CHAT, "10.0.0.1", None, "stable") is None
     stored = repr(limiter._storage.events) + repr(limiter._storage.storage)
     assert "key-one" not in stored and credential_key(b"Bearer key-one") in stored
 
@@ -78,10 +78,10 @@ def test_memory_limits_start_no_threads_and_expire_on_request() -> None:
     limiter, _ = make("rules: [{name: r, key: client_ip, limits: [1000/second]}]")
     before = threading.active_count()
     for i in range(200):
-        limiter.check(CHAT, f"10.0.0.{i % 50}", None)
+        limiter.check(CHAT, f"10.0.0.{i % 50}", None, "stable")
     assert threading.active_count() <= before
     limiter.expire()  # trims expired entries; live ones stay
-    assert limiter.check(CHAT, "10.0.0.1", None) is None
+    assert limiter.check(CHAT, "10.0.0.1", None, "stable") is None
 
 
 # Against real processes: the bot behind one sidecar, and two sidecars sharing Redis.
