@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.errors import ConfigError
+from bot.runtime import run_service
 from bot.settings import load_settings
 
 if TYPE_CHECKING:
@@ -62,24 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"botwatch: {exc.message}", file=sys.stderr)
         return 2
-    listener = configure_logging(
+    writer = configure_logging(
         settings.otel_service_name, __version__, level=settings.bot_log_level, log_file=settings.bot_log_file
     )
-    try:
-        import uvloop
-
-        uvloop.run(serve(settings, platforms))
-    except ConfigError as exc:
-        # Settings that only the wiring can judge (e.g. ALERTS_PLATFORM) fail here, still without a traceback.
-        log.error("botwatch: %s", exc.message)
-        return 2
-    except OSError as exc:
-        # The port is taken, the data directory is not writable...: one line, no traceback.
-        log.error("botwatch: cannot start: %s", exc)
-        return 1
-    finally:
-        listener.stop()
-    return 0
+    return run_service("botwatch", serve(settings, platforms), writer)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 from aiohttp import web
 
 from bot.errors import ConfigError
+from bot.runtime import run_service
 from bot.telemetry.logs import configure_logging
 from sidecar import __version__
 from sidecar.app import create_app, upstream_urls
@@ -57,19 +58,10 @@ def main() -> int:
     except ConfigError as exc:
         print(f"sidecar: {exc.message}", file=sys.stderr)
         return 2
-    listener = configure_logging(
+    writer = configure_logging(
         settings.sidecar_service_name, __version__, level=settings.sidecar_log_level, log_file=settings.sidecar_log_file
     )
-    try:
-        import uvloop
-
-        uvloop.run(serve(settings, rules))
-    except OSError as exc:
-        log.error("sidecar: cannot start: %s", exc)
-        return 1
-    finally:
-        listener.stop()
-    return 0
+    return run_service("sidecar", serve(settings, rules), writer)
 
 
 if __name__ == "__main__":
