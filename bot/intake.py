@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 
 from bot.delivery.base import InboundQueue
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage
+from bot.addresses import address_in
 from bot.platforms.base import IPNetwork, PlatformAdapter, WebhookRequest, WebhookResponse
 from bot.telemetry.metrics import BotMetrics
 from bot.telemetry.tracing import traceparent
@@ -27,7 +27,7 @@ class Intake:
     async def receive(
         self, adapter: PlatformAdapter, request: WebhookRequest, allowed_ips: tuple[IPNetwork, ...] = ()
     ) -> WebhookResponse:
-        if allowed_ips and not _allowed(request.remote, allowed_ips):
+        if allowed_ips and not address_in(request.remote, allowed_ips):
             raise WebhookRejected("ip_denied", "source address not allowed", status=403)
         adapter.verify(request)
         decoded = adapter.decode(request)
@@ -51,10 +51,3 @@ class Intake:
             self.on_admitted()
         return admitted
 
-
-def _allowed(remote: str, networks: tuple[IPNetwork, ...]) -> bool:
-    try:
-        address = ipaddress.ip_address(remote)
-    except ValueError:
-        return False
-    return any(address in network for network in networks)

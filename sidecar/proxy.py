@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections import deque
 from time import perf_counter
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from bot.addresses import address_in
 from sidecar import responses
 from sidecar.accesslog import AccessLog
 from sidecar.canary import CanarySplit
@@ -107,13 +107,7 @@ class Proxy:
 
     def is_trusted(self, ip: str) -> bool:
         """Whether a peer may tell us the client's address and scheme (SIDECAR_TRUSTED_PROXIES)."""
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # a dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d
-        return any(address in network for network in self.trusted_proxies)
+        return address_in(ip, self.trusted_proxies)
 
     async def start(self, host: str, port: int) -> int:
         """Listen on host:port; returns the bound port (useful when port is 0)."""

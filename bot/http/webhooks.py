@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Sequence
 
@@ -12,28 +11,22 @@ from multidict import CIMultiDict
 
 from bot.errors import WebhookRejected
 from bot.keys import adapters_key, intake_key, metrics_key, route_platforms_key, settings_key
+from bot.addresses import IPNetwork, address_in
 from bot.platforms.base import EnabledPlatform, WebhookRequest
 
 
-def client_ip(request: web.Request, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+def client_ip(request: web.Request, trusted: Sequence[IPNetwork]) -> str:
     """The caller's address: X-Forwarded-For is believed only when the peer is a trusted proxy."""
     remote = request.remote or ""
     forwarded = request.headers.get("X-Forwarded-For")
-    if not forwarded or not _in(remote, trusted):
+    if not forwarded or not address_in(remote, trusted):
         return remote
     # Walk from the right: the first address not a trusted proxy is the real client.
     for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
-        if not _in(hop, trusted):
+        if not address_in(hop, trusted):
             return hop
     return remote
 
-
-def _in(address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
 
 
 def make_handler(name: str, enabled: EnabledPlatform) -> Handler:

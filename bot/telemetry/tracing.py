@@ -41,14 +41,6 @@ def extract_context(headers: Mapping[str, str]) -> Context | None:
     return propagator.extract(headers)
 
 
-def current_ids() -> tuple[str, str] | None:
-    """The current trace and span ids as hex, or None outside a span."""
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.trace_id:
-        return None
-    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-
-
 def exemplar() -> dict[str, str] | None:
     """An exemplar for a latency observation, only for spans that are kept (sampled)."""
     ctx = trace.get_current_span().get_span_context()
