@@ -9,6 +9,7 @@ import re
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from bot.http.ids import SAFE_ID_PATTERN
 from sidecar import responses
 from sidecar.canary import user_from_chat_body, user_key
 from sidecar.responses import LocalError, render
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from sidecar.upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger("sidecar.proxy")
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_REQUEST_ID = re.compile(SAFE_ID_PATTERN.encode())  # the bot accepts the same ids
 # Safe to send again when a reused connection turns out to have been closed by the upstream (RFC 9110 9.2.2).
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

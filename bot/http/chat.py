@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import re
 import uuid
 from typing import Any
 
@@ -11,11 +10,10 @@ import orjson
 from aiohttp import web
 
 from bot.errors import MessageTooLong, PayloadInvalid, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from bot.http.ids import is_safe_id
 from bot.http.responses import json_response
 from bot.keys import conversation_key, request_id_key, settings_key
 
-SESSION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-_SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 
 def authorize(request: web.Request, keys: tuple[str, ...]) -> None:
@@ -57,8 +55,7 @@ def optional_id(body: dict[str, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise PayloadInvalid(f"{name} must be a string")
-    # fullmatch: `$` alone would let a trailing newline through.
-    if not _SESSION_ID.fullmatch(value):
+    if not is_safe_id(value):
         raise PayloadInvalid(f"{name} must be 1-128 characters of A-Z a-z 0-9 . _ : -")
     return value
 

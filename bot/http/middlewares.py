@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import random
 import time
 
@@ -15,12 +14,12 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from bot.errors import BotError, WebhookRejected, status_of
+from bot.http.ids import is_safe_id
 from bot.http.responses import error_response
 from bot.keys import access_log_key, metrics_key, request_id_key, route_platforms_key, tracer_key
 from bot.telemetry.tracing import extract_context
 
 log = logging.getLogger("bot.http")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # aiohttp's own HTTP errors, named like ours so clients see one vocabulary.
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -42,7 +41,7 @@ def route_of(request: web.Request) -> tuple[str, str]:
 def incoming_request_id(request: web.Request) -> str | None:
     """A caller's X-Request-ID when it is sane enough to log and echo."""
     incoming = request.headers.get("X-Request-ID")
-    return incoming if incoming and _REQUEST_ID.match(incoming) else None
+    return incoming if incoming and is_safe_id(incoming) else None
 
 
 @web.middleware

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import __version__
-from bot.http.chat import SESSION_ID_PATTERN
+from bot.http.ids import SAFE_ID_PATTERN
 from bot.http.responses import json_response
 from bot.keys import settings_key
 from bot.settings import Settings
@@ -36,7 +36,7 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying ag
 def build_document(settings: Settings) -> dict[str, Any]:
     """The document for this configuration: limits and whether a key is needed come from the settings."""
     # null counts as not given, as in the handler.
-    identifier = {"type": ["string", "null"], "pattern": SESSION_ID_PATTERN}
+    identifier = {"type": ["string", "null"], "pattern": SAFE_ID_PATTERN}
     chat_errors = {
         "400": _error("The body is not a JSON object, or a field is missing, empty, too long or malformed."),
         "408": _error("The body did not arrive within the read timeout."),
