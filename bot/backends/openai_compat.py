@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import orjson
 
 from bot.backends.circuit import CircuitBreaker
+from bot.retry_after import parse_retry_after
 from bot.errors import BackendBadResponse, BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import Completion, Turn
 
@@ -34,21 +33,6 @@ def fit_history(turns: Sequence[Turn], budget: int) -> list[Turn]:
     while used > budget and len(rest) > 1:
         used -= estimate_tokens(rest.pop(0).content)
     return system + rest
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (now if now is not None else time.time()))
 
 
 class OpenAICompatBackend:

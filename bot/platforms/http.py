@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bot.backends.openai_compat import parse_retry_after
+from bot.retry_after import parse_retry_after
 from bot.platforms.base import DeliveryFailed
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=10.0, sock_connect=3.0)

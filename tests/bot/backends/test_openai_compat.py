@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from bot.backends.circuit import CircuitBreaker
-from bot.backends.openai_compat import OpenAICompatBackend, estimate_tokens, fit_history, parse_retry_after
+from bot.backends.openai_compat import OpenAICompatBackend, estimate_tokens, fit_history
 from bot.errors import BackendBadResponse, BackendTimeout, BackendUnavailable
 from bot.messages import Turn
 from tests.support.fake_model import FakeModel
@@ -158,8 +158,3 @@ def test_max_token_limit_bounds_max_tokens_and_the_prompt(http) -> None:  # type
     assert payload["max_tokens"] == 64
     assert [m["content"] for m in payload["messages"]] == ["z"]
 
-
-def test_retry_after_accepts_seconds_and_http_dates() -> None:
-    assert parse_retry_after("7") == 7
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
-    assert parse_retry_after("soon") is None
