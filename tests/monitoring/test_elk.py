@@ -62,12 +62,6 @@ def test_names_agree_from_logstash_to_kibana() -> None:
     assert view["attributes"]["timeFieldName"] == "@timestamp"
 
 
-def test_ilm_rolls_over_and_deletes_after_30_days() -> None:
-    phases = Payloads.load().ilm_policy["phases"]
-    assert "rollover" in phases["hot"]["actions"]
-    assert phases["delete"]["min_age"] == "30d" and "delete" in phases["delete"]["actions"]
-
-
 def test_compose_wires_the_same_hosts_ports_and_paths() -> None:
     compose = load_yaml("docker-compose.yml")["services"]
     assert plugin("elasticsearch")["hosts"] == ["${ELASTICSEARCH_HOSTS:http://elasticsearch:9200}"]
