@@ -1,0 +1,44 @@
+"""Grafana dashboards type-checked by tsc against @grafana/schema's Dashboard (the package Grafana
+itself publishes, pinned in package.json at the same version as the Grafana image in .env)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.support.checks.typescript import NODE_MODULES, TypedFile, require_tsc, typecheck
+from tests.support.processes import ROOT
+
+# JSON has no enum identities: a TS string enum is checked as the union of its values, everything
+# else as declared (so unknown keys, wrong value types and unknown enum values all fail).
+GRAFANA_TYPES = """import type { Dashboard } from "@grafana/schema";
+type Json<T> = T extends string ? `${T}` : T extends number ? T : T extends (infer U)[] ? Json<U>[]
+  : T extends object ? { [K in keyof T]: Json<T[K]> } : T;"""
+
+
+def schema_package_version() -> str:
+    require_tsc()
+    return str(json.loads((NODE_MODULES / "@grafana" / "schema" / "package.json").read_text(encoding="utf-8"))["version"])
+
+
+def current_schema_version() -> int:
+    """`defaultDashboard.schemaVersion` as @grafana/schema exports it, read by node from the package."""
+    require_tsc()
+    script = "import('@grafana/schema').then(m => console.log(m.defaultDashboard.schemaVersion))"
+    result = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
+    return int(result.stdout.strip())
+
+
+def typecheck_dashboards(paths: list[Path], workdir: Path) -> list[str]:
+    files = [TypedFile(p, json.loads(p.read_text(encoding="utf-8")), GRAFANA_TYPES, "Json<Dashboard>") for p in paths]
+    return typecheck(files, workdir)
+
+
+def check_schema_versions(paths: list[Path], expected: int) -> list[str]:
+    problems = []
+    for path in paths:
+        version = json.loads(path.read_text(encoding="utf-8")).get("schemaVersion")
+        if version != expected:
+            problems.append(f"{path}: schemaVersion {version}, not the current {expected}: Grafana would migrate it on every load")
+    return problems
