@@ -70,8 +70,12 @@ def check_calls(calls: Sequence[Call], source: Path = MODULE) -> list[str]:
     where = shown(source)
     sent = [(c.service, c.line) for c in calls]
     problems = []
-    if sent != expected_calls():
-        problems.append(f"{where}: sent {sent}, expected {expected_calls()}")
+    expected = expected_calls()
+    for index, (got, want) in enumerate(zip(sent, expected), start=1):
+        if got != want:
+            problems.append(f"{where}: call {index} to {got[0]} was {got[1]!r}, expected {want[0]} {want[1]!r}")
+    problems += [f"{where}: {service} {line!r} was never sent" for service, line in expected[len(sent):]]
+    problems += [f"{where}: unexpected {service} call {line!r}" for service, line in sent[len(expected):]]
     by_line = {(c.service, c.line): c for c in calls}
     policy = by_line.get(expected_calls()[1])
     if policy and policy.json() != json.loads(POLICY_FILE.read_text(encoding="utf-8")):
@@ -107,8 +111,8 @@ def progress(run: Run) -> list[str]:
 async def test_it_makes_exactly_the_documented_calls_with_the_committed_files(recorder) -> None:  # type: ignore[no-untyped-def]
     rec, args = recorder
     run = await run_setup(*args)
-    assert run.returncode == 0, run
     assert check_calls(rec.calls) == []
+    assert run.returncode == 0, run
     objects = SAVED_OBJECTS_FILE.read_text(encoding="utf-8").splitlines()
     es_url, kibana_url = args[1].rstrip("/"), args[3].rstrip("/")
     assert progress(run) == [
@@ -204,9 +208,9 @@ MUTATIONS = {
     ),
     "renaming the template": (
         "es.indices.put_index_template(name=NAME,", 'es.indices.put_index_template(name="botwatch-log",',
-        "'PUT /_index_template/botwatch-log'",
+        "call 3 to elasticsearch was 'PUT /_index_template/botwatch-log', expected elasticsearch 'PUT /_index_template/botwatch-logs'",
     ),
-    "another policy name": ("es.ilm.put_lifecycle(name=NAME,", 'es.ilm.put_lifecycle(name="botwatch",', "'PUT /_ilm/policy/botwatch'"),
+    "another policy name": ("es.ilm.put_lifecycle(name=NAME,", 'es.ilm.put_lifecycle(name="botwatch",', "call 2 to elasticsearch was 'PUT /_ilm/policy/botwatch', expected"),
 }
 
 
