@@ -17,6 +17,7 @@ SCHEMA_VERSION = 42
 # What grafanalib still writes for the row-based layout Grafana dropped; null means "unset" and goes too.
 _LEGACY_DASHBOARD_KEYS = {"rows", "hideControls", "sharedCrosshair", "style", "__inputs", "gnetId", "id"}
 _LEGACY_PANEL_KEYS = {"span", "height", "minSpan", "error", "editable"}
+_STAT_DEFAULTS = {"percentChangeColorMode": "standard", "showPercentChange": False, "wideLayout": True}
 _LEGACY_VARIABLE_KEYS = {"auto", "auto_count", "auto_min", "tagValuesQuery", "tagsQuery", "useTags", "tags"}
 
 
@@ -39,6 +40,16 @@ def at_current_schema(board: dict[str, Any]) -> dict[str, Any]:
             del variable[key]
         variable.get("current", {}).pop("tags", None)
     board.get("timepicker", {}).pop("time_options", None)
+    for panel in board["panels"]:
+        # Grafana's own defaults for what grafanalib leaves out, so nothing is filled in on load.
+        options = panel.setdefault("options", {})
+        if panel["type"] == "stat":
+            for key, default in _STAT_DEFAULTS.items():
+                options.setdefault(key, default)
+        if panel["type"] == "timeseries":
+            legend = options.setdefault("legend", {})
+            legend.setdefault("showLegend", legend.get("displayMode") != "hidden")
+            options.setdefault("tooltip", {}).setdefault("sort", "none")
     board["schemaVersion"] = SCHEMA_VERSION
     return board
 

@@ -69,6 +69,15 @@ MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     ),
     "a grid width as text": (lambda b: b["panels"][0]["gridPos"].update(w="6"), "Type 'string' is not assignable to type 'number'"),
     "a cursor sync grafana does not have": (lambda b: b.update(graphTooltip=7), "Type '7' is not assignable"),
+    "a panel type grafana does not ship": (lambda b: b["panels"][4].update(type="timeserise"), "'\"timeserise\"'"),
+    "a stat color mode grafana does not have": (
+        lambda b: next(p for p in b["panels"] if p["type"] == "stat")["options"].update(colorMode="valeu"),
+        "'\"valeu\"' is not assignable",
+    ),
+    "a legend placement grafana does not have": (
+        lambda b: next(p for p in b["panels"] if p["type"] == "timeseries")["options"]["legend"].update(placement="bottum"),
+        "'\"bottum\"' is not assignable",
+    ),
 }
 
 
