@@ -36,6 +36,10 @@ class SetupError(Exception):
     """A step failed; the message says which and why, without credentials."""
 
 
+class CredentialsRefused(SetupError):
+    """401/403: waiting longer will not help, so it is reported at once."""
+
+
 @dataclass(frozen=True)
 class Payloads:
     """What gets installed, read from the committed files."""
@@ -61,8 +65,12 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[T]], deadline: float
     while True:
         try:
             return await attempt()
+        except CredentialsRefused:
+            raise
         # ApiError: a cluster still forming answers 503, or 408 when it is not yellow within the health timeout.
         except (ApiError, TransportError, aiohttp.ClientError, asyncio.TimeoutError, SetupError) as exc:
+            if isinstance(exc, ApiError) and exc.status_code in (401, 403):
+                raise CredentialsRefused(f"{what.split(' is ')[0]} refused the credentials (HTTP {exc.status_code})") from None
             now = time.monotonic()
             waited = now - started
             if now + delay > deadline:
@@ -126,6 +134,8 @@ async def install_kibana(
 
     async def available() -> None:
         async with session.get(f"{base}/api/status") as resp:
+            if resp.status in (401, 403):
+                raise CredentialsRefused(f"Kibana at {_shown(base)} refused the credentials (HTTP {resp.status})")
             if resp.status != 200:
                 raise SetupError(f"status HTTP {resp.status}")
 
@@ -175,8 +185,8 @@ async def setup_elk(
         await install_elasticsearch(es, elasticsearch_url, payloads, deadline, report)
     finally:
         await es.close()
-    basic = aiohttp.BasicAuth(username, password) if username and password else None
-    async with aiohttp.ClientSession(auth=basic, timeout=aiohttp.ClientTimeout(total=30)) as session:
+    headers = {"Authorization": aiohttp.encode_basic_auth(username, password)} if username and password else None
+    async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as session:
         return await install_kibana(session, kibana_url, payloads, deadline, report)
 
 

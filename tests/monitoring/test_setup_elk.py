@@ -199,6 +199,20 @@ async def test_credentials_go_to_both_services_and_never_to_the_output(recorder)
     assert run.returncode == 0, run
     assert {c.headers.get("authorization") for c in rec.calls} == {"Basic ZWxhc3RpYzpodW50ZXIyLXNlY3JldA=="}
     assert "hunter2" not in "\n".join(run.stdout + run.stderr)
+    assert run.stderr == [], "nothing but errors on stderr (no deprecation warnings either)"
+
+
+@pytest.mark.parametrize("service", ["elasticsearch", "kibana"])
+async def test_refused_credentials_fail_at_once_instead_of_waiting(recorder, service: str) -> None:  # type: ignore[no-untyped-def]
+    rec, args = recorder
+    rec.required_auth[service] = "Basic b3BzOm90aGVyLXBhc3N3b3Jk"  # ops:other-password
+    started = time.monotonic()
+    run = await run_setup(*args, env={"ELASTIC_USERNAME": "elastic", "ELASTIC_PASSWORD": "hunter2-secret"})
+    assert time.monotonic() - started < 15, "a refused password is not worth the --wait"
+    assert run.returncode == 1
+    name, url = {"elasticsearch": ("Elasticsearch", args[1]), "kibana": ("Kibana", args[3])}[service]
+    assert run.stderr == [f"setup-elk: {name} at {url.rstrip('/')} refused the credentials (HTTP 401)"]
+    assert "hunter2" not in "\n".join(run.stdout + run.stderr)
 
 
 MUTATIONS = {

@@ -48,6 +48,8 @@ class ElkRecorder:
     calls: list[Call] = field(default_factory=list)
     not_ready: dict[str, int] = field(default_factory=lambda: {"elasticsearch": 0, "kibana": 0})
     refuse_template: str | None = None
+    # Service -> the Authorization header it requires; any other request is answered 401.
+    required_auth: dict[str, str] = field(default_factory=dict)
     import_errors: list[dict[str, Any]] = field(default_factory=list)
     policies: dict[str, Any] = field(default_factory=dict)
     templates: dict[str, Any] = field(default_factory=dict)
@@ -75,8 +77,15 @@ class ElkRecorder:
             return True
         return False
 
+    def _unauthorized(self, call: Call) -> bool:
+        required = self.required_auth.get(call.service)
+        return required is not None and call.headers.get("authorization") != required
+
     async def _elasticsearch(self, request: web.Request) -> web.Response:
         call = await self._record("elasticsearch", request)
+        if self._unauthorized(call):
+            error = {"type": "security_exception", "reason": "unable to authenticate user [elastic] for REST request"}
+            return web.json_response({"error": error, "status": 401}, status=401, headers=ES_HEADERS)
         if call.method == "GET" and call.path == "/_cluster/health":
             if self._unready("elasticsearch"):
                 return web.json_response({"status": "red", "timed_out": True}, status=408, headers=ES_HEADERS)
@@ -96,6 +105,8 @@ class ElkRecorder:
 
     async def _kibana(self, request: web.Request) -> web.Response:
         call = await self._record("kibana", request)
+        if self._unauthorized(call):
+            return web.json_response({"statusCode": 401, "error": "Unauthorized", "message": "Unauthorized"}, status=401)
         if call.method == "GET" and call.path == "/api/status":
             if self._unready("kibana"):
                 return web.json_response({"status": {"overall": {"level": "unavailable"}}}, status=503)
