@@ -4,6 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The vendors' TypeScript types the config checks compile against (package.json, package-lock.json).
+NODE_STAMP := node_modules/.package-lock.json
 
 .PHONY: run test test-services bench generate loadtest clean
 
@@ -14,13 +16,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "need Node.js 20+ and npm (apt-get install nodejs npm)"; exit 1; }
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
 run: $(STAMP)
 	@scripts/run.sh
 
 test-services:
 	@scripts/ensure-services.sh
 
-test: $(STAMP) test-services
+test: $(STAMP) $(NODE_STAMP) test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Rules, dashboards and thresholds derived from slo.yaml; the generated files are committed.
@@ -37,4 +43,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache node_modules

@@ -5,7 +5,8 @@ set -euo pipefail
 
 want=(redis-server:redis-server prometheus:prometheus promtool:prometheus
       prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager
-      nginx:nginx-light docker-compose:docker-compose systemd-analyze:systemd)
+      prometheus-redis-exporter:prometheus-redis-exporter
+      nginx:nginx-light docker-compose:docker-compose systemd-analyze:systemd ruby:ruby)
 if [[ "${1:-}" == "bench" ]]; then
     want+=(wrk:wrk nginx:nginx-light time:time)
 fi

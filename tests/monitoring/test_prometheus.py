@@ -32,10 +32,13 @@ def test_rule_files_are_valid() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_config_scrapes_bot_sidecar_admin_and_itself() -> None:
+def test_config_scrapes_bot_sidecar_admin_alertmanager_redis_and_itself() -> None:
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
     targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
-    assert targets == {"bot": ["bot:18789"], "sidecar": ["sidecar:9901"], "prometheus": ["localhost:9090"]}
+    assert targets == {
+        "bot": ["bot:18789"], "sidecar": ["sidecar:9901"], "alertmanager": ["alertmanager:9093"],
+        "redis": ["redis-exporter:9121"], "prometheus": ["localhost:9090"],
+    }
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
 
 
