@@ -14,13 +14,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# `make run REPLICAS=2`: that many bots, each with its sidecar, behind nginx on one Redis.
 run: $(STAMP)
-	@scripts/run.sh
+	@if [[ -n "$(REPLICAS)" ]]; then $(PY) scripts/run-replicas.py --replicas $(REPLICAS); else scripts/run.sh; fi
 
 test-services:
 	@scripts/ensure-services.sh
 
-test: $(STAMP) test-services
+# KEDA's published schema (an npm package) for tests/deploy/test_kubernetes.py.
+KEDA_SCHEMA := tests/deploy/keda/node_modules/.installed
+$(KEDA_SCHEMA): tests/deploy/keda/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix tests/deploy/keda --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm missing: the KEDA schema check cannot run (needs Node 20+)"; fi
+
+test: $(STAMP) $(KEDA_SCHEMA) test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Rules, dashboards and thresholds derived from slo.yaml; the generated files are committed.
