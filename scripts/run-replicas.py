@@ -74,12 +74,14 @@ class Child:
     popen: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     died_at: float | None = None
+    started_at: float = 0.0  # wall clock, so it compares with nginx's $msec
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.popen = subprocess.Popen(self.argv, env={**os.environ, **self.env}, cwd=ROOT, stdout=out,
                                           stderr=subprocess.STDOUT, start_new_session=True)
         self.died_at = None
+        self.started_at = time.time()
 
     @property
     def pid(self) -> int | None:
@@ -172,6 +174,7 @@ class Replicas:
             "ports": self.ports,
             "pids": {c.name: c.pid for c in self.children},
             "restarts": {c.name: c.restarts for c in self.children},
+            "started_at": {c.name: c.started_at for c in self.children},
             "supervisor": os.getpid(),
         }
         tmp = self.state_dir / "replicas.json.tmp"
