@@ -21,14 +21,14 @@ run: $(STAMP)
 test-services:
 	@scripts/ensure-services.sh
 
-# KEDA's published schema (an npm package) for tests/deploy/test_kubernetes.py.
-KEDA_SCHEMA := tests/deploy/keda/node_modules/.installed
-$(KEDA_SCHEMA): tests/deploy/keda/package-lock.json
+# KEDA's and the Prometheus Operator's published schemas (npm) for tests/deploy/test_kubernetes.py.
+CRD_SCHEMAS := tests/deploy/schemas/node_modules/.installed
+$(CRD_SCHEMAS): tests/deploy/schemas/package-lock.json
 	@if command -v npm >/dev/null; then \
-		npm ci --prefix tests/deploy/keda --no-audit --no-fund --loglevel=error && touch $@; \
-	else echo "npm missing: the KEDA schema check cannot run (needs Node 20+)"; fi
+		npm ci --prefix tests/deploy/schemas --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm missing: the custom resource schema checks cannot run (need Node 20+)"; fi
 
-test: $(STAMP) $(KEDA_SCHEMA) test-services
+test: $(STAMP) $(CRD_SCHEMAS) test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Rules, dashboards and thresholds derived from slo.yaml; the generated files are committed.

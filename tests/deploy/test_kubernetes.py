@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import types
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -30,11 +31,15 @@ from tests.support.processes import ROOT, Process, http_ok, python_module
 from tests.support.services import in_ci
 
 KUBE = ROOT / "deploy" / "kubernetes"
-KEDA_DIR = Path(__file__).with_name("keda")
+SCHEMAS = Path(__file__).with_name("schemas")
+MODELS = SCHEMAS / "node_modules" / "@kubernetes-models"
+MODEL_DIRS = {"keda.sh/v1alpha1": MODELS / "keda" / "keda.sh" / "v1alpha1",
+              "monitoring.coreos.com/v1": MODELS / "prometheus-operator" / "monitoring.coreos.com" / "v1"}
 # The newest schema kubernetes-validate ships, and the oldest release these manifests use
 # features of (HPA ContainerResource metrics are GA since 1.30).
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
+CUSTOM_KINDS = KEDA_KINDS | {"ServiceMonitor"}
 SLO = yaml.safe_load((ROOT / "slo.yaml").read_text(encoding="utf-8"))
 
 
@@ -109,7 +114,7 @@ def test_every_kubernetes_object_passes_the_strict_schema(
 ) -> None:
     checked = 0
     for obj in keda_rendered + plain_rendered:
-        if obj["kind"] in KEDA_KINDS:
+        if obj["kind"] in CUSTOM_KINDS:
             continue
         kubernetes_validate.validate(obj, version, strict=True)
         checked += 1
@@ -123,50 +128,69 @@ def test_the_strict_schema_refuses_a_misspelt_field(keda_rendered: list[dict[str
         kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
 
 
-def keda_validate(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def crd_validate(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Errors from the validators @kubernetes-models publishes for KEDA and the Prometheus Operator."""
     node = shutil.which("node")
-    if node is None or not (KEDA_DIR / "node_modules" / "@kubernetes-models" / "keda").is_dir():
-        message = "KEDA schema missing: `make test` runs `npm ci` in tests/deploy/keda (needs Node 20+)"
+    if node is None or not all(d.is_dir() for d in MODEL_DIRS.values()):
+        message = "custom resource schemas missing: `make test` runs `npm ci` in tests/deploy/schemas (Node 20+)"
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
     result = subprocess.run([node, "validate.mjs"], input=json.dumps(objects), capture_output=True, text=True,
-                            cwd=KEDA_DIR, timeout=60)
+                            cwd=SCHEMAS, timeout=60)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
-def keda_fields() -> dict[str, dict[str, str]]:
-    """Property name -> type name for every interface KEDA's published models declare."""
-    interfaces: dict[str, dict[str, str]] = {}
-    for dts in (KEDA_DIR / "node_modules" / "@kubernetes-models" / "keda" / "keda.sh" / "v1alpha1").glob("*.d.ts"):
+Interfaces = dict[str, tuple[dict[str, str], list[str]]]
+
+
+def declared_fields(api_version: str) -> Interfaces:
+    """Interface name (short and fully qualified) -> (property -> type, base interfaces), as the
+    published models declare them in their .d.ts files."""
+    interfaces: Interfaces = {}
+    for dts in MODEL_DIRS[api_version].glob("*.d.ts"):
         text = dts.read_text(encoding="utf-8")
-        match = re.search(r"export interface I(\w+)(?: extends \w+)? \{(.*?)\n\}", text, flags=re.S)
-        if match:
-            interfaces[match.group(1)] = dict(re.findall(r'^\s+"(\w+)"\??: ([^;]+);', match.group(2), flags=re.M))
+        match = re.search(r"export interface (I\w+)(?: extends ([\w, ]+))? \{(.*?)\n\}", text, flags=re.S)
+        if not match:
+            continue
+        body = re.sub(r"/\*\*.*?\*/", "", match.group(3), flags=re.S)
+        entry = (dict(re.findall(r'^\s+"(\w+)"\??: ([^;]+);', body, flags=re.M)),
+                 [b.strip() for b in (match.group(2) or "").split(",") if b.strip()])
+        interfaces[match.group(1)] = entry
+        for alias in re.findall(rf"{match.group(1)} as (I\w+)", text):
+            interfaces[alias] = entry
     return interfaces
 
 
-def unknown_keda_fields(value: Any, type_name: str, interfaces: dict[str, dict[str, str]], at: str) -> list[str]:
-    """Paths of keys the KEDA models do not declare (the published validators allow extra keys)."""
-    array = re.fullmatch(r"Array<(\w+)>", type_name)
+def undeclared(value: Any, type_name: str, interfaces: Interfaces, at: str) -> list[str]:
+    """Paths of keys the models do not declare (the published validators let extra keys through,
+    where the API server's structural schema would prune or refuse them)."""
+    array = re.fullmatch(r"Array<(\w+)>", type_name.strip())
     if array:
-        return [p for i, item in enumerate(value) for p in unknown_keda_fields(item, array.group(1), interfaces, f"{at}[{i}]")]
-    name = type_name.removeprefix("IComGithubKedacoreKedaV2ApisKedaV1alpha1").removeprefix("I")
-    if name not in interfaces or not isinstance(value, dict):
-        return []  # a map, a scalar, or a Kubernetes type (checked by kubernetes-validate instead)
-    fields = interfaces[name]
+        return [p for i, item in enumerate(value) for p in undeclared(item, array.group(1), interfaces, f"{at}[{i}]")]
+    if type_name not in interfaces or not isinstance(value, dict):
+        return []  # a map, a scalar, or a Kubernetes type (kubernetes-validate checks those)
+    fields: dict[str, str] = {}
+    pending = [type_name]
+    while pending:
+        own, bases = interfaces.get(pending.pop(), ({}, []))
+        fields.update(own)
+        pending += bases
     unknown = [f"{at}.{key}" for key in value if key not in fields]
     return unknown + [p for key, sub in value.items() if key in fields
-                      for p in unknown_keda_fields(sub, fields[key], interfaces, f"{at}.{key}")]
+                      for p in undeclared(sub, fields[key], interfaces, f"{at}.{key}")]
+
+
+def undeclared_in(obj: dict[str, Any]) -> list[str]:
+    return undeclared(obj, f"I{obj['kind']}", declared_fields(obj["apiVersion"]), obj["kind"])
 
 
 def test_keda_objects_pass_kedas_published_schema(keda_rendered: list[dict[str, Any]]) -> None:
     objects = [o for o in keda_rendered if o["kind"] in KEDA_KINDS]
-    assert [r["errors"] for r in keda_validate(objects)] == [[], []]
-    interfaces = keda_fields()
+    assert [r["errors"] for r in crd_validate(objects)] == [[], []]
     for obj in objects:
-        assert unknown_keda_fields(obj["spec"], f"{obj['kind']}Spec", interfaces, obj["kind"]) == []
+        assert undeclared_in(obj) == []
     # KEDA hands the behaviour to the HPA it creates: the Kubernetes schema must accept it there.
     behavior = one(keda_rendered, "ScaledObject")["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "keda-hpa-botwatch"},
@@ -179,13 +203,12 @@ def test_kedas_schema_refuses_wrong_types_and_unknown_fields(keda_rendered: list
     scaled = copy.deepcopy(one(keda_rendered, "ScaledObject"))
     scaled["spec"]["minReplicaCount"] = "2"
     scaled["spec"]["triggers"][0]["metadata"]["streamLength"] = 16
-    errors = keda_validate([scaled])[0]["errors"]
+    errors = crd_validate([scaled])[0]["errors"]
     assert errors and "minReplicaCount must be integer" in errors[0] and "streamLength must be string" in errors[0]
     scaled = copy.deepcopy(one(keda_rendered, "ScaledObject"))
     scaled["spec"]["minReplicas"] = 2
     scaled["spec"]["triggers"][1]["metricsType"] = "Value"
-    assert unknown_keda_fields(scaled["spec"], "ScaledObjectSpec", keda_fields(), "ScaledObject") == [
-        "ScaledObject.minReplicas", "ScaledObject.triggers[1].metricsType"]
+    assert undeclared_in(scaled) == ["ScaledObject.spec.minReplicas", "ScaledObject.spec.triggers[1].metricsType"]
 
 
 # The trigger parameters each scaler reads (keda.sh/docs/2.18/scalers/<type>): trigger metadata is
@@ -395,3 +418,33 @@ def test_the_readme_and_deploy_doc_name_the_manifests() -> None:
         assert needle in doc, needle
     assert "docs/deploy.md" in (ROOT / "README.md").read_text(encoding="utf-8")
 
+
+
+def test_the_servicemonitor_component_scrapes_both_containers_under_the_rules_job_names(
+    tmp_path: Path, keda_rendered: list[dict[str, Any]]
+) -> None:
+    base = os.path.relpath(KUBE, tmp_path)  # kustomize refuses absolute paths
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources:\n  - {base}\ncomponents:\n  - {base}/components/servicemonitor\n", encoding="utf-8")
+    objects = render(tmp_path)
+    monitor = one(objects, "ServiceMonitor")
+    assert crd_validate([monitor])[0]["errors"] == []
+    assert undeclared_in(monitor) == []
+    selected = [s for s in objects if s["kind"] == "Service"
+                and monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"].get("labels", {}).items()]
+    jobs = {s["metadata"]["labels"][monitor["spec"]["jobLabel"]]: s["spec"]["ports"][0]["name"] for s in selected}
+    assert jobs == {"bot": "bot-metrics", "sidecar": "sidecar-admin"}
+    assert sorted(e["port"] for e in monitor["spec"]["endpoints"]) == sorted(jobs.values())
+    # The job names are the ones the generated alert rules select on (up{job="bot"}, ...).
+    prometheus = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    assert set(jobs) <= {job["job_name"] for job in prometheus["scrape_configs"]}
+    rules = (ROOT / "prometheus" / "rules" / "alerts.rules.yml").read_text(encoding="utf-8")
+    assert all(f'job="{job}"' in rules for job in jobs)
+    # The component adds the ServiceMonitor and changes nothing else.
+    assert [o for o in objects if o["kind"] != "ServiceMonitor"] == keda_rendered
+
+
+def test_the_servicemonitor_schema_refuses_a_wrong_type(keda_rendered: list[dict[str, Any]]) -> None:
+    monitor = yaml.safe_load((KUBE / "components" / "servicemonitor" / "servicemonitor.yaml").read_text(encoding="utf-8"))
+    monitor["spec"]["endpoints"] = {"port": "bot-metrics"}
+    assert crd_validate([monitor])[0]["errors"]
