@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -198,3 +199,45 @@ async def test_a_replica_killed_mid_traffic_loses_and_duplicates_no_reply(tmp_pa
     for name, pid in final["pids"].items():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def run_replicas_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_replicas", ROOT / "scripts" / "run-replicas.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("run_replicas", module)  # dataclasses look their module up while building
+    spec.loader.exec_module(sys.modules["run_replicas"])
+    return sys.modules["run_replicas"]
+
+
+def test_nginx_accepts_the_replicas_config_as_run_replicas_writes_it(tmp_path: Path) -> None:
+    module = run_replicas_module()
+    replicas = module.Replicas(3, tmp_path, free_port(), "redis://127.0.0.1:1/0", fixed_ports=False)
+    replicas.plan()
+    nginx = next(c for c in replicas.children if c.name == "nginx")
+    result = subprocess.run([*nginx.argv[:-2], "-t"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    site = (tmp_path / "botwatch-replicas.conf").read_text(encoding="utf-8")
+    servers = re.findall(r"server 127\.0\.0\.1:(\d+) max_fails=(\d+) fail_timeout=(\d+)s;", site)
+    assert [int(port) for port, _, _ in servers] == [replicas.ports[f"sidecar-{i}"] for i in (1, 2, 3)]
+    assert {(fails, timeout) for _, fails, timeout in servers} == {(str(MAX_FAILS), str(int(FAIL_TIMEOUT)))}
+
+
+def test_the_replicas_config_proxies_the_same_public_paths_as_the_tls_config() -> None:
+    tls = (ROOT / "deploy" / "nginx" / "botwatch.conf").read_text(encoding="utf-8")
+    public = set(re.findall(r"location = (\S+)\s+\{ proxy_pass", tls))
+    callbacks = re.search(r"location ~ \^/\((.*?)\)\$", NGINX_CONF).group(1).split("|")  # type: ignore[union-attr]
+    others = re.findall(r"location = (\S+) \{", NGINX_CONF) + [
+        f"/{p}" for p in re.search(r"location ~ \^/\((api/health\|health)\)\$", NGINX_CONF).group(1).split("|")]  # type: ignore[union-attr]
+    assert {f"/{c}" for c in callbacks} | set(others) == public
+    # Only callbacks may be re-sent after a replica read them (they are de-duplicated); never the chat API.
+    chat = re.search(r"location = /api/v1/chat \{(.*?)\}", NGINX_CONF, flags=re.S).group(1)  # type: ignore[union-attr]
+    assert "non_idempotent" not in chat
+
+
+def test_make_run_with_replicas_starts_the_supervisor() -> None:
+    dry = subprocess.run(["make", "-n", "run", "REPLICAS=3"], capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert dry.returncode == 0, dry.stderr
+    assert "scripts/run-replicas.py --replicas 3" in dry.stdout
