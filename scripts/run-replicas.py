@@ -29,7 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX_CONF = ROOT / "deploy" / "nginx" / "botwatch-replicas.conf"
-RESTART_DELAY = 1.0
+RESTART_DELAY = 1.0  # doubled after each crash in a row (up to MAX_RESTART_DELAY), like a kubelet's back-off
+MAX_RESTART_DELAY = 30.0
+STABLE_AFTER = 10.0  # seconds up that reset the back-off
 
 
 def free_port() -> int:
@@ -73,6 +75,7 @@ class Child:
     ready_url: str | None = None
     popen: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    crashes: int = 0  # in a row, without STABLE_AFTER seconds up between them
     died_at: float | None = None
     started_at: float = 0.0  # wall clock, so it compares with nginx's $msec
 
@@ -183,7 +186,7 @@ class Replicas:
 
     def wait_ready(self, child: Child, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stopping:
             if child.exited() is not None:
                 sys.exit(f"run-replicas: {child.name} exited with {child.exited()}; see {child.log}")
             if child.name == "redis" and redis_pings(self.ports["redis"]):
@@ -191,10 +194,13 @@ class Replicas:
             if child.ready_url and answers(child.ready_url):
                 return
             time.sleep(0.05)
-        sys.exit(f"run-replicas: {child.name} not ready after {timeout}s; see {child.log}")
+        if not self.stopping:
+            sys.exit(f"run-replicas: {child.name} not ready after {timeout}s; see {child.log}")
 
     def run(self) -> None:
         for child in self.children:
+            if self.stopping:
+                return
             child.start()
             self.wait_ready(child)
             self.write_state()
@@ -210,12 +216,18 @@ class Replicas:
                 now = time.monotonic()
                 if child.died_at is None:
                     child.died_at = now
-                    print(f"run-replicas: {child.name} (pid {child.pid}) exited with {code}; restarting", flush=True)
-                elif now - child.died_at >= RESTART_DELAY:
+                    child.crashes = 1 if time.time() - child.started_at >= STABLE_AFTER else child.crashes + 1
+                    print(f"run-replicas: {child.name} (pid {child.pid}) exited with {code}; restarting in "
+                          f"{self.restart_delay(child):.0f}s", flush=True)
+                elif now - child.died_at >= self.restart_delay(child):
                     child.restarts += 1
                     child.start()
                     self.write_state()
             time.sleep(0.05)
+
+    @staticmethod
+    def restart_delay(child: Child) -> float:
+        return min(RESTART_DELAY * 2 ** (child.crashes - 1), MAX_RESTART_DELAY)
 
     def stop(self, *_: object) -> None:
         if self.stopping:
