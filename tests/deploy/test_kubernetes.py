@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from sidecar.settings import Settings as SidecarSettings
 from sidecar.settings import load_settings as load_sidecar_settings
 from tests.support.ports import free_port
 from tests.support.processes import ROOT, Process, http_ok, python_module
-from tests.support.services import in_ci
+from tests.support.prometheus_server import PrometheusServer
+from tests.support.services import in_ci, require_binary
 
 KUBE = ROOT / "deploy" / "kubernetes"
 SCHEMAS = Path(__file__).with_name("schemas")
@@ -448,3 +450,29 @@ def test_the_servicemonitor_schema_refuses_a_wrong_type(keda_rendered: list[dict
     monitor = yaml.safe_load((KUBE / "components" / "servicemonitor" / "servicemonitor.yaml").read_text(encoding="utf-8"))
     monitor["spec"]["endpoints"] = {"port": "bot-metrics"}
     assert crd_validate([monitor])[0]["errors"]
+
+
+def test_the_prometheus_triggers_are_queries_prometheus_answers_with_at_most_one_sample(
+    keda_rendered: list[dict[str, Any]], pod_processes: dict[int, int], tmp_path: Path
+) -> None:
+    """KEDA's prometheus scaler needs a single-element answer (an empty one counts as 0 with
+    ignoreNullValues). A real Prometheus scrapes the pod's processes and evaluates each query."""
+    targets = {"bot": [f"127.0.0.1:{pod_processes[18789]}"], "sidecar": [f"127.0.0.1:{pod_processes[9901]}"]}
+    prometheus = PrometheusServer(require_binary("prometheus"), tmp_path, targets)
+    prometheus.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(prometheus.series('up{job=~"bot|sidecar"} == 1')) < 2:
+            assert time.monotonic() < deadline, "Prometheus never scraped the pod's processes"
+            time.sleep(0.2)
+        triggers = [t for t in one(keda_rendered, "ScaledObject")["spec"]["triggers"] if t["type"] == "prometheus"]
+        assert len(triggers) == 2
+        for trigger in triggers:
+            assert trigger["metadata"]["ignoreNullValues"] == "true"
+            answer = prometheus.query(trigger["metadata"]["query"])
+            assert answer["status"] == "success", answer
+            assert answer["data"]["resultType"] == "vector" and len(answer["data"]["result"]) <= 1, answer
+        broken = prometheus.query("max(bot_queue_oldest_age_seconds{queue=\"inbound\"}")
+        assert broken["status"] == "error"
+    finally:
+        prometheus.stop()
