@@ -20,13 +20,20 @@ $(NODE_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "need Node.js 20+ and npm (apt-get install nodejs npm)"; exit 1; }
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
+# `make run REPLICAS=2`: that many bots, each with its sidecar, behind nginx on one Redis.
 run: $(STAMP)
-	@scripts/run.sh
+	@if [[ -n "$(REPLICAS)" ]]; then $(PY) scripts/run-replicas.py --replicas $(REPLICAS); else scripts/run.sh; fi
 
 test-services:
 	@scripts/ensure-services.sh
 
-test: $(STAMP) $(NODE_STAMP) test-services
+# KEDA's and the Prometheus Operator's published schemas (npm) for tests/deploy/test_kubernetes.py.
+CRD_SCHEMAS := tests/deploy/schemas/node_modules/.installed
+$(CRD_SCHEMAS): tests/deploy/schemas/package-lock.json
+	@command -v npm >/dev/null || { echo "need Node.js 20+ and npm (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix tests/deploy/schemas --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@
+
+test: $(STAMP) $(NODE_STAMP) $(CRD_SCHEMAS) test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Rules, dashboards and thresholds derived from slo.yaml; the generated files are committed.
