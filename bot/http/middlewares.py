@@ -20,6 +20,8 @@ from bot.keys import access_log_key, metrics_key, request_id_key, route_platform
 from bot.telemetry.tracing import extract_context
 
 log = logging.getLogger("bot.http")
+# nginx's status for a request the client abandoned: counted apart, outside the 5xx error ratio.
+CLIENT_CLOSED_REQUEST = 499
 # aiohttp's own HTTP errors, named like ours so clients see one vocabulary.
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -82,7 +84,7 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
         return response
     except asyncio.CancelledError:
         # The client went away; nginx's convention makes it visible without calling it a server error.
-        status = 499
+        status = CLIENT_CLOSED_REQUEST
         raise
     finally:
         elapsed = time.perf_counter() - started
@@ -129,9 +131,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _render(request, code, exc.reason.lower(), exc.status, headers, None)
     except asyncio.CancelledError:
         raise
+    except ConnectionResetError:
+        if not _client_gone(request):
+            log.exception("unhandled error on %s %s", request.method, route_of(request)[1])
+            return _render(request, "internal_error", "internal error", 500, {}, None)
+        # The caller left mid-request (or a proxy refused its body): nginx's 499, not a server error,
+        # so no client can burn the availability budget or raise an alert by hanging up.
+        log.info("client closed the request on %s %s", request.method, route_of(request)[1])
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, route_of(request)[1])
         return _render(request, "internal_error", "internal error", 500, {}, None)
+
+
+def _client_gone(request: web.Request) -> bool:
+    """True when this request's own connection is lost (not an outbound one reset under it)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _render(

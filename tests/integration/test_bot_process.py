@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 import urllib.request
 from pathlib import Path
@@ -65,6 +66,32 @@ def test_every_request_line_is_ecs_json_with_trace_ids(start_bot: Any, tmp_path:
     propagated = [line for line in access if line["trace"]["id"] == TRACE_ID]
     assert len(propagated) == 1 and propagated[0]["http"]["response"]["status_code"] == 200
     assert any(line["http"]["response"]["status_code"] == 400 for line in access)
+
+
+def test_a_client_hanging_up_mid_body_is_a_499_at_info_level_not_a_server_error(
+    start_bot: Any, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "bot.log"
+    proc, base = start_bot({"BOT_LOG_FILE": str(log_file)})
+    port = int(base.rsplit(":", 1)[1])
+    head = b"POST /api/v1/chat HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n"
+    # Directly (a declared length never sent), and as a proxy refusing an oversized chunked body leaves it.
+    for request in (head + b"Content-Length: 1000\r\n\r\n{\"message\":",
+                    head + b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"mes\r\n"):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(request)
+            proc.wait_until(lambda: _in_flight(base) >= 2, what="reading the body")
+    proc.wait_until(lambda: log_file.read_text().count("POST /api/v1/chat") >= 2, what="logging both requests")
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    assert 'bot_requests_total{method="POST",platform="api",route="/api/v1/chat",status="499"} 2.0' in metrics
+    assert 'status="500"' not in metrics and "bot_errors_total{" not in metrics
+    lines = log_lines(log_file)
+    # Logstash raises alert_level on error lines; a caller leaving is not one.
+    assert [line for line in lines if line["log.level"] in ("error", "warning")] == []
+    assert "Traceback" not in proc.output() and "stack_trace" not in log_file.read_text()
+    hangups = [line for line in lines if line["message"] == "POST /api/v1/chat 499"]
+    assert len(hangups) == 2 and all(line["log.level"] == "info" for line in hangups)
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits_zero(tmp_path: Path) -> None:
