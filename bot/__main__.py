@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from bot import __version__
 from bot.errors import ConfigError
 from bot.runtime import run_service
-from bot.settings import load_settings
+from bot.settings import check_paths, load_settings
 
 if TYPE_CHECKING:
     from bot.platforms.base import EnabledPlatform
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings(os.environ)
+        check_paths(settings)
         platforms = load_platforms(os.environ)
     except ConfigError as exc:
         print(f"botwatch: {exc.message}", file=sys.stderr)
