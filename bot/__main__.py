@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -48,12 +49,31 @@ async def serve(settings: Settings, platforms: dict[str, EnabledPlatform]) -> No
     log.info("Stopped")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="botwatch: the chatbot gateway. Settings come from the environment (see README.md); "
+        "a bad one stops the start with the variable named.",
+        epilog="exit codes: 0 stopped on SIGTERM/Ctrl-C, 1 could not start (port in use...), 2 bad setting or usage",
+    )
+    parser.add_argument("--version", action="version", version=f"botwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,dlq}")
+    commands.add_parser(
+        "serve", help="serve webhooks and the chat API until SIGTERM or Ctrl-C (the default)",
+        description="Listen on BOT_HOST:BOT_PORT (default 127.0.0.1:18789) until SIGTERM or Ctrl-C.",
+    )
+    # The dlq tool parses its own arguments (python -m bot dlq --help).
+    commands.add_parser("dlq", help="list, show, replay or purge dead letters", add_help=False)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "dlq":
         from bot.dlq import main as dlq_main
 
         return dlq_main(args[1:])
+    build_parser().parse_args(args)
     from bot.platforms.registry import load_platforms
     from bot.telemetry.logs import configure_logging
 

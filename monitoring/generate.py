@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(files[path], encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
+    written = len([path for path in stale if path in files])
+    where = f"{RULES_DIR.relative_to(ROOT)}/, {DASHBOARDS_JSON_DIR.relative_to(ROOT)}/"
+    if written:
+        print(f"wrote {written} of {len(files)} generated files from {SLO_FILE.name} ({where})")
+    else:
+        print(f"all {len(files)} generated files already match {SLO_FILE.name} ({where})")
     return 0
 
 

@@ -47,15 +47,22 @@ class Payloads:
         )
 
 
-async def _retry(what: str, attempt: Callable[[], Awaitable[T]], deadline: float) -> T:
-    """Run `attempt` until it succeeds or the deadline passes; services in compose start slowly."""
+async def _retry(what: str, attempt: Callable[[], Awaitable[T]], deadline: float, waiting: str = "") -> T:
+    """Run `attempt` until it succeeds or the deadline passes; services in compose start slowly.
+
+    Each failed try prints one progress line (`waiting`), so a long wait is never silent.
+    """
     delay = 0.5
+    started = time.monotonic()
     while True:
         try:
             return await attempt()
         except (TransportError, aiohttp.ClientError, asyncio.TimeoutError, SetupError) as exc:
             if time.monotonic() + delay > deadline:
                 raise SetupError(f"{what}: {_reason(exc)}") from None
+            if waiting:
+                waited, bound = time.monotonic() - started, deadline - started
+                print(f"setup-elk: waiting for {waiting} ({waited:.0f} s of {bound:.0f} s): {_reason(exc)}", flush=True)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
 
@@ -73,7 +80,10 @@ def _reason(exc: BaseException) -> str:
 
 
 async def install_elasticsearch(es: AsyncElasticsearch, url: str, payloads: Payloads, deadline: float) -> None:
-    await _retry(f"Elasticsearch at {_shown(url)} is not answering", lambda: es.cluster.health(wait_for_status="yellow", timeout="5s"), deadline)
+    await _retry(
+        f"Elasticsearch at {_shown(url)} is not answering",
+        lambda: es.cluster.health(wait_for_status="yellow", timeout="5s"), deadline, f"Elasticsearch at {_shown(url)}",
+    )
     try:
         await es.ilm.put_lifecycle(name=NAME, policy=payloads.ilm_policy)
         await es.indices.put_index_template(name=NAME, **payloads.index_template)
@@ -92,7 +102,7 @@ async def install_kibana(
             if resp.status != 200:
                 raise SetupError(f"status HTTP {resp.status}")
 
-    await _retry(f"Kibana at {_shown(base)} is not answering", available, deadline)
+    await _retry(f"Kibana at {_shown(base)} is not answering", available, deadline, f"Kibana at {_shown(base)}")
     form = aiohttp.FormData()
     form.add_field("file", payloads.saved_objects, filename="saved-objects.ndjson", content_type="application/ndjson")
     async with session.post(
@@ -122,10 +132,16 @@ async def setup_elk(
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--elasticsearch", default=environ.get("ELASTICSEARCH_URL", "http://localhost:9200"))
-    parser.add_argument("--kibana", default=environ.get("KIBANA_URL", "http://localhost:5601"))
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for both to answer")
+    parser = argparse.ArgumentParser(
+        prog="python -m monitoring.setup_elk", description=__doc__,
+        epilog="exit codes: 0 installed, 1 a service did not answer in time or refused, 2 usage",
+    )
+    parser.add_argument("--elasticsearch", default=environ.get("ELASTICSEARCH_URL", "http://localhost:9200"),
+                        help="Elasticsearch URL (default: ELASTICSEARCH_URL, else http://localhost:9200)")
+    parser.add_argument("--kibana", default=environ.get("KIBANA_URL", "http://localhost:5601"),
+                        help="Kibana URL (default: KIBANA_URL, else http://localhost:5601)")
+    parser.add_argument("--wait", "--timeout", dest="timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="how long to wait for both to answer, printing progress meanwhile (default: %(default)g)")
     args = parser.parse_args(argv)
     try:
         count = asyncio.run(
@@ -135,7 +151,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
             )
         )
     except SetupError as exc:
-        print(f"setup-elk: {exc}", file=sys.stderr)
+        print(f"setup-elk: {exc}", file=sys.stderr, flush=True)
         return 1
     print(f"setup-elk: ILM policy and index template {NAME} installed; {count} Kibana objects imported")
     return 0

@@ -79,3 +79,24 @@ def test_a_bad_sidecar_redis_url_stops_the_sidecar_naming_it(url: str) -> None:
     assert result.returncode == 2, output
     assert "SIDECAR_REDIS_URL" in result.stderr
     assert "Traceback" not in output and SECRET not in output
+
+
+def test_help_describes_the_commands_and_starts_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=20, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "serve" in result.stdout and "dlq" in result.stdout
+    assert "Server ready" not in result.stdout + result.stderr
+    dlq_help = subprocess.run(
+        [sys.executable, "-m", "bot", "dlq", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=20
+    )
+    assert dlq_help.returncode == 0 and "replay" in dlq_help.stdout
+
+
+def test_an_unknown_command_is_a_usage_error_not_a_server() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "srve"], cwd=ROOT, capture_output=True, text=True, timeout=20, check=False
+    )
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr and "Traceback" not in result.stderr
