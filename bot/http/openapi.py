@@ -103,7 +103,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
                             "pattern": r"\S", "description": "Must hold more than whitespace.",
                         },
                         "user_id": identifier,
-                        "session_id": {**identifier, "description": "Defaults to user_id, else a new session."},
+                        "session_id": {**identifier, "description": "Continue this conversation (scoped to the API key). Without it: the user_id's conversation, else a new unguessable id."},
                     },
                 },
                 "ChatResponse": {
