@@ -18,16 +18,19 @@ from bot.keys import conversation_key, request_id_key, settings_key
 
 
 def authorize(request: web.Request, keys: tuple[str, ...]) -> str:
-    """Require `Authorization: Bearer <key>` for one of the configured keys (any, for rotation).
+    """Require one of the configured keys (any, for rotation) as `Authorization: Bearer <key>` or `X-API-Key`.
 
     Returns the caller's scope: conversations are kept apart per key ("open" when keys are off).
+    X-API-Key is accepted because the sidecar's `api_key` rate limits read it too.
     """
     if not keys:
         return "open"
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented:
-        raise Unauthorized("missing bearer token")
+        presented = request.headers.get("X-API-Key", "")
+    if not presented.strip():
+        raise Unauthorized("missing bearer token or X-API-Key")
     token = presented.strip().encode()
     # Compare against every key, without stopping early, so timing reveals nothing.
     matched = b""

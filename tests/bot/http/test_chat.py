@@ -118,6 +118,20 @@ async def test_api_key_is_required_when_configured_and_any_listed_key_works(make
     assert health.status == 200
 
 
+async def test_the_x_api_key_header_the_sidecar_limits_on_is_accepted_like_a_bearer_token(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client({"BOT_API_KEY": "k-1"})
+    first = await client.post("/api/v1/chat", json={"message": "one", "user_id": "u"}, headers={"X-API-Key": "k-1"})
+    assert first.status == 200
+    second = await client.post(
+        "/api/v1/chat", json={"message": "two", "user_id": "u"}, headers={"Authorization": "Bearer k-1"}
+    )
+    assert "turn 2" in (await second.json())["reply"]
+    wrong = await client.post("/api/v1/chat", json={"message": "x"}, headers={"X-API-Key": "k-2"})
+    assert wrong.status == 401 and "k-2" not in await wrong.text()
+
+
 async def test_errors_are_counted_by_code(make_client: MakeClient, registry) -> None:  # type: ignore[no-untyped-def]
     client = await make_client()
     await client.post("/api/v1/chat", data=b"x", headers={"Content-Type": "application/json"})
