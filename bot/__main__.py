@@ -40,13 +40,41 @@ async def serve(settings: Settings, platforms: dict[str, EnabledPlatform]) -> No
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     port = runner.addresses[0][1] if runner.addresses else settings.bot_port
-    log.info("Server ready on port %d", port, extra={"server.port": port})
-    if platforms:
-        log.info("Platforms on: %s", ", ".join(sorted(platforms)))
+    log.info("Server ready on port %d: %s", port, start_up_summary(settings, platforms), extra={"server.port": port})
     await stop.wait()
     log.info("Stopping: draining in-flight requests for up to %gs", settings.bot_shutdown_timeout)
     await runner.cleanup()
     log.info("Stopped")
+
+
+def start_up_summary(settings: Settings, platforms: dict[str, EnabledPlatform]) -> str:
+    """What an operator needs to know the bot is set up as meant: one line, no secret."""
+    from urllib.parse import urlsplit
+
+    from bot.backends.openai_compat import loggable_url
+    from bot.delivery.store import sqlite_path
+
+    if settings.model_endpoint:
+        model = f"{settings.model_name} at {loggable_url(settings.model_endpoint)}"
+    else:
+        model = "built-in (no MODEL_ENDPOINT)"
+    if settings.redis_url is not None:
+        parts = urlsplit(settings.redis_url.get_secret_value())
+        redis = f"{parts.hostname or parts.path}{f':{parts.port}' if parts.port else ''}"
+        queue = "Redis Streams"
+    else:
+        redis, queue = "off", f"SQLite {sqlite_path(settings)}"
+    callbacks = [
+        f"{name} ({', '.join(f'{route.method} {route.path}' for route in enabled.plugin.routes)})"
+        for name, enabled in sorted(platforms.items())
+    ]
+    shown = "; ".join(callbacks) if callbacks else "none (a platform is on when its credentials are set)"
+    otlp = settings.otel_exporter_otlp_endpoint
+    traces = f"OTLP to {loggable_url(otlp)}" if otlp else "not exported"
+    return (
+        f"model: {model}; queue: {queue}; Redis: {redis}; traces: {traces}; "
+        f"platforms and callback paths to register: {shown}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,9 +97,12 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
             span.set_attribute("http.route", route)
             span.set_attribute("http.response.status_code", status)
         access_log = app[access_log_key]
-        if access_log.enabled:
+        probe = platform == "system" and status < 400 and route != "unmatched"
+        skipped = access_log.probes.admit(route, started) if probe else 0
+        if access_log.enabled and skipped is not None:
+            more = f" (and {skipped} more since the last line)" if skipped else ""
             access_log.write(
-                f"{request.method} {request.path} {status}",
+                f"{request.method} {request.path} {status}{more}",
                 {
                     "http": {
                         "request": {"method": request.method, "id": request_id},

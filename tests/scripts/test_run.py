@@ -89,3 +89,7 @@ def test_a_second_run_refuses_to_start_over_the_running_one_which_stops_cleanly(
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(5)
     assert not http_ok(f"http://127.0.0.1:{env['BOT_PORT']}/health")
+    # One file per process, written once: ECS JSON for Filebeat; the terminal got the same lines.
+    var = tmp_path / "var"
+    assert sorted(path.name for path in var.glob("*.log")) == ["bot.log", "sidecar.log"]
+    assert "Server ready on port" in (var / "bot.log").read_text()
