@@ -11,7 +11,7 @@ import pytest
 from tests.support.processes import ROOT
 
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-# A page named in prose or a comment: `OBSERVABILITY.md`, docs/sidecar.md, bench/results.md...
+# A page named in prose or a comment: docs/sidecar.md, bench/results.md, README.md...
 CITED = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.md)\b")
 TEXT_SUFFIXES = {".md", ".py", ".yaml", ".yml", ".conf", ".sh", ".toml", ".cfg", ".ini", ".service"}
 
