@@ -254,6 +254,17 @@ def test_sidecar_panels_count_429s_apart_from_errors(stack: Stack, measured: See
             value(prometheus, panel("sidecar", "Rate limited by rule"), rule="greedy_client"), GREEDY / WINDOW_SECONDS),
         "Error ratio: stable": (
             value(prometheus, panel("sidecar", "Error ratio: canary vs stable"), upstream="stable"), FAILURES / answered),
+        "Requests by upstream: stable": (
+            value(prometheus, panel("sidecar", "Requests by upstream"), upstream="stable"), answered / WINDOW_SECONDS),
+        "Responses by status and upstream: 429": (
+            value(prometheus, panel("sidecar", "Responses by status and upstream"), upstream="stable", status="429"),
+            GREEDY / WINDOW_SECONDS),
+        "Responses by status and upstream: 503": (
+            value(prometheus, panel("sidecar", "Responses by status and upstream"), upstream="stable", status="503"),
+            FAILURES / WINDOW_SECONDS),
+        "Responses by status and upstream: 400": (
+            value(prometheus, panel("sidecar", "Responses by status and upstream"), upstream="stable", status="400"),
+            MISTAKES / WINDOW_SECONDS),
     }
     wrong = {name: got for name, got in checks.items() if not close(*got)}
     assert not wrong, "panel (shown, expected): " + json.dumps(wrong, indent=1)
@@ -270,6 +281,8 @@ def test_availability_rules_and_slo_panels_read_the_5xx_share_at_the_edge(stack:
     checks["budget left"] = (
         value(prometheus, "botwatch:availability_budget_remaining:ratio"), 1 - share / slo.availability.budget)
     checks["Availability now (5m)"] = (value(prometheus, panel("slo", "Availability now (5m)")), 1 - share)
+    for ref in "ABC":  # 5m, 1h and the period
+        checks[f"Availability SLI [{ref}]"] = (value(prometheus, panel("slo", "Availability SLI", ref)), 1 - share)
     for ref, window in zip("ABCDEFG", slo.windows):
         checks[f"burn rate {window}"] = (
             value(prometheus, panel("slo", "Availability burn rate per window", ref)), share / slo.availability.budget)
