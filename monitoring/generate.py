@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(files[path], encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
     written = len([path for path in stale if path in files])
-    where = f"{RULES_DIR.relative_to(ROOT)}/, {DASHBOARDS_JSON_DIR.relative_to(ROOT)}/"
+    where = f"{RULES_DIR.relative_to(ROOT)}/, {DASHBOARDS_JSON_DIR.relative_to(ROOT)}/, {RULE_TESTS_FILE.relative_to(ROOT)}"
     if written:
         print(f"wrote {written} of {len(files)} generated files from {SLO_FILE.name} ({where})")
     else:
