@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
-# Each module has `main() -> None`; order: cheapest first. The soak takes SOAK_SECONDS (default 600).
-SUITES = ["bot", "webhooks", "sidecar", "capacity", "soak"]
+# Each module has `main() -> None`; order: cheapest first.
+SUITES = {
+    "bot": "the bot alone: chat API throughput and the cost of telemetry",
+    "webhooks": "signed platform callbacks: ACK latency against each platform's deadline",
+    "sidecar": "the sidecar against nginx in front of the same upstream",
+    "capacity": "the request rate where the stack stops meeting slo.yaml",
+    "soak": "a long steady run watching memory and descriptors (SOAK_SECONDS, default 600; SOAK_RATE, default 40)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmarks: each prints ratios taken in one run and appends them to bench/results.md.",
+        epilog="suites:\n" + "\n".join(f"  {name:<10} {what}" for name, what in SUITES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "suites", nargs="*", metavar="suite",
+        help=f"suites to run, in order (default: all of {', '.join(SUITES)})",
+    )
+    return parser
 
 
 def main(argv: list[str]) -> int:
-    for name in argv or SUITES:
+    parser = build_parser()
+    names = parser.parse_args(argv).suites or list(SUITES)
+    unknown = [name for name in names if name not in SUITES]
+    if unknown:
+        parser.error(f"invalid choice: {', '.join(unknown)} (choose from {', '.join(SUITES)})")
+    for name in names:
+        print(f"== bench {name}: {SUITES[name]}", flush=True)
         importlib.import_module(f"bench.{name}").main()
     return 0
 

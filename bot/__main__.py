@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 from bot import __version__
 from bot.errors import ConfigError
 from bot.runtime import run_service
-from bot.settings import load_settings
+from bot.settings import check_paths, load_settings
 
 if TYPE_CHECKING:
     from bot.platforms.base import EnabledPlatform
@@ -39,13 +40,59 @@ async def serve(settings: Settings, platforms: dict[str, EnabledPlatform]) -> No
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     port = runner.addresses[0][1] if runner.addresses else settings.bot_port
-    log.info("Server ready on port %d", port, extra={"server.port": port})
-    if platforms:
-        log.info("Platforms on: %s", ", ".join(sorted(platforms)))
+    log.info("Server ready on port %d: %s", port, start_up_summary(settings, platforms), extra={"server.port": port})
     await stop.wait()
     log.info("Stopping: draining in-flight requests for up to %gs", settings.bot_shutdown_timeout)
     await runner.cleanup()
     log.info("Stopped")
+
+
+def start_up_summary(settings: Settings, platforms: dict[str, EnabledPlatform]) -> str:
+    """What an operator needs to know the bot is set up as meant: one line, no secret."""
+    from urllib.parse import urlsplit
+
+    from bot.backends.openai_compat import loggable_url
+    from bot.delivery.store import sqlite_path
+
+    if settings.model_endpoint:
+        model = f"{settings.model_name} at {loggable_url(settings.model_endpoint)}"
+    else:
+        model = "built-in (no MODEL_ENDPOINT)"
+    if settings.redis_url is not None:
+        parts = urlsplit(settings.redis_url.get_secret_value())
+        redis = f"{parts.hostname or parts.path}{f':{parts.port}' if parts.port else ''}"
+        queue = "Redis Streams"
+    else:
+        redis, queue = "off", f"SQLite {sqlite_path(settings)}"
+    callbacks = [
+        f"{name} ({', '.join(f'{route.method} {route.path}' for route in enabled.plugin.routes)})"
+        for name, enabled in sorted(platforms.items())
+    ]
+    shown = "; ".join(callbacks) if callbacks else "none (a platform is on when its credentials are set)"
+    otlp = settings.otel_exporter_otlp_endpoint
+    traces = f"OTLP to {loggable_url(otlp)}" if otlp else "not exported"
+    return (
+        f"model: {model}; queue: {queue}; Redis: {redis}; traces: {traces}; "
+        f"platforms and callback paths to register: {shown}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="botwatch: the chatbot gateway. Settings come from the environment (see README.md); "
+        "a bad one stops the start with the variable named.",
+        epilog="exit codes: 0 stopped on SIGTERM/Ctrl-C, 1 could not start (port in use...), 2 bad setting or usage",
+    )
+    parser.add_argument("--version", action="version", version=f"botwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,dlq}")
+    commands.add_parser(
+        "serve", help="serve webhooks and the chat API until SIGTERM or Ctrl-C (the default)",
+        description="Listen on BOT_HOST:BOT_PORT (default 127.0.0.1:18789) until SIGTERM or Ctrl-C.",
+    )
+    # The dlq tool parses its own arguments (python -m bot dlq --help).
+    commands.add_parser("dlq", help="list, show, replay or purge dead letters", add_help=False)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         from bot.dlq import main as dlq_main
 
         return dlq_main(args[1:])
+    build_parser().parse_args(args)
     from bot.platforms.registry import load_platforms
     from bot.telemetry.logs import configure_logging
 
     try:
         settings = load_settings(os.environ)
+        check_paths(settings)
         platforms = load_platforms(os.environ)
     except ConfigError as exc:
         print(f"botwatch: {exc.message}", file=sys.stderr)

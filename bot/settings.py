@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import ConfigError
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_redis_url(value: SecretStr | None) -> SecretStr | None:
+    """A Redis URL redis-py can open; the message never repeats it (it may hold a password)."""
+    if value is not None and urlsplit(value.get_secret_value()).scheme not in REDIS_SCHEMES:
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
 
 
 def split_csv(value: object) -> object:
@@ -97,6 +110,20 @@ class Settings(BaseSettings):
     def _blank_secret_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_redis_url(value)
+
+    @field_validator("model_endpoint")
+    @classmethod
+    def _model_api_base(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be the http(s) API base, e.g. https://api.openai.com/v1")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -118,6 +145,33 @@ def environ_subset(environ: Mapping[str, str], fields: Mapping[str, Any]) -> dic
     """Pick the variables that name a field, matching case-insensitively."""
     wanted = {name.lower() for name in fields}
     return {key.lower(): value for key, value in environ.items() if key.lower() in wanted}
+
+
+def check_paths(settings: Settings) -> None:
+    """Make sure the files the bot will write can be written, naming the variable when not.
+
+    Run once at start-up (creating BOT_DATA_DIR if missing), so a bad path is one clear line
+    instead of a traceback from deep in the queue or a log file that silently never appears.
+    """
+    if settings.redis_url is None:
+        data_dir = Path(settings.bot_data_dir)
+        if data_dir.exists() and not data_dir.is_dir():
+            raise ConfigError(f"BOT_DATA_DIR: {data_dir} is not a directory")
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"BOT_DATA_DIR: cannot create {data_dir}: {exc.strerror}") from None
+        if not os.access(data_dir, os.W_OK | os.X_OK):
+            raise ConfigError(f"BOT_DATA_DIR: {data_dir} is not writable")
+    if settings.bot_log_file is not None:
+        log_file = Path(settings.bot_log_file)
+        if log_file.is_dir():
+            raise ConfigError(f"BOT_LOG_FILE: {log_file} is a directory")
+        if not log_file.parent.is_dir():
+            raise ConfigError(f"BOT_LOG_FILE: directory {log_file.parent} does not exist")
+        target = log_file if log_file.exists() else log_file.parent
+        if not os.access(target, os.W_OK):
+            raise ConfigError(f"BOT_LOG_FILE: {target} is not writable")
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:

@@ -3,14 +3,17 @@
 from monitoring.panels import (
     RATE, dashboard, quantile, ratio_or_zero, selector, stat, steps, target, targets, timeseries,
 )
-from monitoring.rules import number
+from monitoring.rules import USER_TRAFFIC, number
 from monitoring.slo import load_slo
 
 slo = load_slo()
 latency_target = slo.latency.threshold_seconds
-requests = selector("bot_requests_total")
-requests_5xx = selector("bot_requests_total", 'status=~"5.."')
-duration = selector("bot_request_duration_seconds_bucket")
+# Users' traffic, as the SLO rules count it: the bot's own health checks and scrapes left out.
+requests = selector("bot_requests_total", USER_TRAFFIC)
+requests_5xx = selector("bot_requests_total", USER_TRAFFIC, 'status=~"5.."')
+all_requests = selector("bot_requests_total")
+duration = selector("bot_request_duration_seconds_bucket", USER_TRAFFIC)
+all_duration = selector("bot_request_duration_seconds_bucket")
 inst = 'instance=~"$instance"'
 
 dashboard = dashboard(
@@ -19,7 +22,8 @@ dashboard = dashboard(
     description="Rate, errors and duration of the bot, per platform; ACK latency against each platform's deadline.",
     panels=[
         stat(
-            "Requests per second", f"All platforms; the load-test floor is {number(slo.throughput.min_rps)} QPS.",
+            "Requests per second", f"Users' requests on all platforms (health checks and scrapes left out); the load-test floor is "
+            f"{number(slo.throughput.min_rps)} QPS.",
             [target(f"sum(rate({requests}[{RATE}]))", "QPS")], unit="reqps",
             thresholds=steps("orange", (slo.throughput.min_rps, "green")),
         ),
@@ -36,13 +40,15 @@ dashboard = dashboard(
         stat("In flight", "Requests being handled right now.",
              [target(f'sum(bot_requests_in_flight{{instance=~"$instance"}})', "in flight")]),
         timeseries(
-            "QPS by platform", "The guides' query, filtered by the variables above.",
+            "QPS by platform", "The guides' query, filtered by the variables above; the bot's own health checks and scrapes "
+            "(platform=\"system\") left out, as the SLO rules do.",
             [target(f"sum by (platform) (rate({requests}[{RATE}]))", "{{platform}}")], unit="reqps",
             thresholds=steps("transparent", (slo.throughput.min_rps, "green")),
         ),
         timeseries(
-            "Responses by status", "Per status code; 4xx are the callers' mistakes, 5xx are ours.",
-            [target(f"sum by (status) (rate({requests}[{RATE}]))", "{{status}}")], unit="reqps",
+            "Responses by status", "Per status code, health checks and scrapes included; 4xx are the callers' "
+            "mistakes, 5xx are ours, 499 callers that hung up.",
+            [target(f"sum by (status) (rate({all_requests}[{RATE}]))", "{{status}}")], unit="reqps",
         ),
         timeseries(
             "Error ratio by platform", "5xx share per platform.",
@@ -59,8 +65,8 @@ dashboard = dashboard(
             unit="s", thresholds=steps("transparent", (latency_target, "red")),
         ),
         timeseries(
-            "P99 latency by route", "Which route is slow.",
-            [target(quantile(0.99, duration, "platform, route"), "{{platform}} {{route}}", exemplar=True)], unit="s",
+            "P99 latency by route", "Which route is slow (health checks and scrapes included).",
+            [target(quantile(0.99, all_duration, "platform, route"), "{{platform}} {{route}}", exemplar=True)], unit="s",
             thresholds=steps("transparent", (latency_target, "red")),
         ),
         timeseries(

@@ -1,7 +1,7 @@
 """Sidecar: what reaches the bot, what is turned away (rate limits, shedding), and canary next to stable."""
 
 from monitoring.panels import RATE, dashboard, quantile, ratio_or_zero, stat, steps, target, targets, timeseries
-from monitoring.rules import number
+from monitoring.rules import SIDECAR_USER_TRAFFIC, number
 from monitoring.slo import load_slo
 
 slo = load_slo()
@@ -16,8 +16,9 @@ dashboard = dashboard(
     description="The sidecar in front of the bot: traffic by upstream, rate limiting, shedding, probes, canary.",
     platform=False,
     panels=[
-        stat("Requests per second", "Everything the sidecar answered.",
-             [target(f"sum(rate({requests}[{RATE}]))", "QPS")], unit="reqps",
+        stat("Requests per second", "Everything the sidecar answered but health checks (as the SLO counts).",
+             [target(f"sum(rate(sidecar_requests_total{{{SIDECAR_USER_TRAFFIC},{inst}}}[{RATE}]))", "QPS")],
+             unit="reqps",
              thresholds=steps("orange", (slo.throughput.min_rps, "green"))),
         stat("Upstreams up", "1 per upstream whose probe passes.",
              [target(f'sum by (upstream) (sidecar_upstream_up{{{inst}}})', "{{upstream}}")],

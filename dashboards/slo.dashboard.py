@@ -1,7 +1,7 @@
 """SLO: how much error budget is left, how fast it burns per window, and the latency SLI."""
 
-from monitoring.panels import dashboard, stat, steps, target, targets, timeseries
-from monitoring.rules import budget_name, number, sli_name
+from monitoring.panels import dashboard, quantile, stat, steps, target, targets, timeseries
+from monitoring.rules import SIDECAR_USER_TRAFFIC, USER_TRAFFIC, budget_name, number, sli_name
 from monitoring.slo import load_slo
 
 slo = load_slo()
@@ -56,6 +56,19 @@ dashboard = dashboard(
             f"objective {number(slo.latency.objective * 100)} %.",
             targets(*((f"1 - {sli_name('latency', w)}", w) for w in ("5m", "1h", slo.period))),
             unit="percentunit", thresholds=steps("red", (objectives["latency"], "transparent")),
+        ),
+        timeseries(
+            "P99 latency: at the edge vs in the bot",
+            "The latency SLI is read at the sidecar, which clients pass through; the bot's histogram starts "
+            "when its handler runs. A gap between the two is time spent waiting for the bot (its socket "
+            "backlog past the knee).",
+            targets(
+                (quantile(0.99, f'sidecar_request_duration_seconds_bucket{{{SIDECAR_USER_TRAFFIC},instance=~"$instance"}}'),
+                 "sidecar (SLI)"),
+                (quantile(0.99, f'bot_request_duration_seconds_bucket{{{USER_TRAFFIC},instance=~"$instance"}}'),
+                 "bot handler"),
+            ),
+            unit="s", thresholds=steps("transparent", (slo.latency.threshold_seconds, "red")), width=24,
         ),
     ],
 )

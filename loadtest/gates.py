@@ -31,6 +31,28 @@ class Figures:
         )
 
 
+# Above this share of requests refused with 429, the figures describe the sidecar's rules as much
+# as the service: say so. Above the second, the run measured the rules: fail it.
+REFUSAL_WARN_RATIO = 0.05
+REFUSAL_DOMINATES_RATIO = 0.5
+BOT_DIRECT_HINT = (
+    "to measure the bot's own capacity load it directly (--host http://127.0.0.1:18789) or run the "
+    "sidecar with looser rules (SIDECAR_RATE_LIMITS); see docs/loadtest.md"
+)
+
+
+def refusal_check(figures: Figures) -> tuple[str | None, str | None]:
+    """(warning, failure) about the share of requests the sidecar's rate limits refused."""
+    offered = figures.served + figures.rejected
+    share = figures.rejected / offered if offered else 0.0
+    if share < REFUSAL_WARN_RATIO:
+        return None, None
+    what = f"{figures.rejected} of {offered} requests ({share:.1%}) refused by the sidecar's rate limits"
+    if share >= REFUSAL_DOMINATES_RATIO:
+        return None, f"{what}: the run measured the rate limits, not the service; {BOT_DIRECT_HINT}"
+    return f"WARNING: {what}; the figures describe the rest", None
+
+
 @dataclass(frozen=True)
 class Verdict:
     figures: Figures

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from loadtest.gates import Figures, figures_line, judge, summary_line
+from loadtest.gates import Figures, figures_line, judge, refusal_check, summary_line
 from loadtest.platforms.registry import PLATFORMS, missing_settings
 from loadtest.profiles import PROFILES, Profile
 from loadtest.record import RunRecord
@@ -165,12 +165,16 @@ def execute(profile: Profile, target: Target, gates: Gates, out: Path, *, rate: 
         gates.latency_objective,
     )
     lines = [summary_line(verdict, gates) if profile.step is None else figures_line(figures, gates), truth.line()]
+    refusal_warning, refusal_failure = refusal_check(figures)
+    if refusal_warning:
+        lines.append(refusal_warning)
     summary: dict[str, object] = {
         "profile": profile.name, "target": asdict(target), "figures": asdict(figures),
         "gates": asdict(gates), "failures": verdict.failures,
         "truth": [asdict(c) for c in truth.checks], "error_reasons": record.error_reasons,
+        "refused_by_rate_limits": refusal_failure or refusal_warning,
     }
-    passed = verdict.passed and truth.passed and not problems
+    passed = verdict.passed and truth.passed and not problems and refusal_failure is None
     if profile.report_resources:
         line = f"bot resources: start {_resources(bot_before)}; end {_resources(bot_after)}"
         lines.append(line)
@@ -181,8 +185,10 @@ def execute(profile: Profile, target: Target, gates: Gates, out: Path, *, rate: 
         knee_found, headline = _read_steps(record, gates, out, summary)
         lines += [headline, f"chart: {out / 'step.png'}"]
         # Going past the knee is the point of a stepped run; it fails only if not even the floor held.
-        passed = truth.passed and not problems and knee_found
+        passed = truth.passed and not problems and knee_found and refusal_failure is None
         reasons = [headline]
+    if refusal_failure:
+        reasons.append(refusal_failure)
     if not truth.passed:
         reasons.append(truth.line())
     reasons += problems

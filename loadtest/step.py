@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.record import RunRecord
+from loadtest.gates import BOT_DIRECT_HINT, REFUSAL_WARN_RATIO
+from loadtest.record import Outcome, RunRecord
 from loadtest.slo import Gates
 
 
@@ -16,6 +17,12 @@ class StepResult:
     percentile_ms: float
     error_ratio: float
     held: bool  # both the latency and the error gate held during this step
+    refused_ratio: float = 0.0  # share of the step's requests the sidecar's rate limits refused (429)
+
+    @property
+    def limited(self) -> bool:
+        """So many requests refused that the step measured the rate limits, not the service."""
+        return self.refused_ratio >= REFUSAL_WARN_RATIO
 
 
 def step_holds(window: RunRecord, gates: Gates) -> bool:
@@ -35,15 +42,17 @@ def analyse_steps(record: RunRecord, gates: Gates) -> list[StepResult]:
         results.append(StepResult(
             step["rate"], window.served / seconds, window.percentile_ms(gates.latency_objective),
             window.error_ratio, step_holds(window, gates),
+            window.total(Outcome.REJECTED) / window.total() if window.total() else 0.0,
         ))
     return results
 
 
 def knee(steps: list[StepResult]) -> StepResult | None:
-    """The last step before the first one that broke a gate: the highest rate the service holds."""
+    """The last step before the first one that broke a gate, or that the rate limits refused in part:
+    the highest rate the service was seen to hold."""
     held = None
     for step in steps:
-        if not step.held:
+        if not step.held or step.limited:
             break
         held = step
     return held
@@ -52,24 +61,33 @@ def knee(steps: list[StepResult]) -> StepResult | None:
 def knee_line(steps: list[StepResult], gates: Gates) -> str:
     best = knee(steps)
     name = gates.percentile_name
-    broke = next((s for s in steps if not s.held), None)
-    after = (
-        f"; offering {broke.offered_rps:.0f} req/s ({broke.achieved_rps:.0f} achieved) {name} was"
-        f" {broke.percentile_ms:.1f} ms and errors {broke.error_ratio:.2%}" if broke
-        else "; no step broke a gate (raise --max-rate)"
-    )
+    stop = next((s for s in steps if not s.held or s.limited), None)
+    if stop is None:
+        after = "; no step broke a gate (raise --max-rate)"
+    elif stop.held:
+        after = (
+            f"; offering {stop.offered_rps:.0f} req/s the sidecar's rate limits refused {stop.refused_ratio:.1%}"
+            f" of requests, so the climb measured the limits from there on, not the service; {BOT_DIRECT_HINT}"
+        )
+    else:
+        after = (
+            f"; offering {stop.offered_rps:.0f} req/s ({stop.achieved_rps:.0f} achieved) {name} was"
+            f" {stop.percentile_ms:.1f} ms and errors {stop.error_ratio:.2%}"
+        )
     if not steps:
         return "knee: no step ran"
     if best is None:
         return f"knee: below the first step ({steps[0].offered_rps:.0f} req/s offered)" + after
+    refused = f", {best.refused_ratio:.1%} refused by rate limits" if best.refused_ratio else ""
     return (
         f"knee: {best.achieved_rps:.0f} req/s (offered {best.offered_rps:.0f}; {name} {best.percentile_ms:.1f} ms,"
-        f" errors {best.error_ratio:.2%})" + after
+        f" errors {best.error_ratio:.2%}{refused})" + after
     )
 
 
-def draw(steps: list[StepResult], gates: Gates, path: Path) -> None:
-    """Rate against the latency percentile and the error ratio, with the gates drawn in."""
+def draw(steps: list[StepResult], gates: Gates, path: Path) -> list[str]:
+    """Rate against the latency percentile, the error ratio and the share refused by rate limits,
+    with the gates drawn in; returns the legend's labels."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: the chart goes to a file
@@ -88,8 +106,12 @@ def draw(steps: list[StepResult], gates: Gates, path: Path) -> None:
     error_axis.plot(rates, [s.error_ratio * 100 for s in steps], "s-", color="tab:red", label="error ratio")
     error_axis.axhline(gates.max_error_ratio * 100, color="tab:red", linestyle=":", linewidth=1,
                        label=f"error gate ({gates.max_error_ratio:.1%})")
-    error_axis.set_ylabel("errors (%)", color="tab:red")
-    error_axis.set_ylim(bottom=0, top=max(gates.max_error_ratio * 200, *(s.error_ratio * 110 for s in steps)))
+    # Refused requests are not errors, but a climb they dominate measured the sidecar's rules.
+    error_axis.plot(rates, [s.refused_ratio * 100 for s in steps], "^-", color="tab:orange",
+                    label="refused by rate limits (429)")
+    error_axis.set_ylabel("errors, refused (%)", color="tab:red")
+    error_axis.set_ylim(bottom=0, top=max(gates.max_error_ratio * 200,
+                                          *(max(s.error_ratio, s.refused_ratio) * 110 for s in steps)))
     best = knee(steps)
     if best is not None:
         latency_axis.axvline(best.offered_rps, color="tab:green", linewidth=1.5,
@@ -99,8 +121,10 @@ def draw(steps: list[StepResult], gates: Gates, path: Path) -> None:
                               xytext=(0, 6), ha="center", fontsize="x-small", color="tab:gray")
     handles = latency_axis.get_legend_handles_labels()[0] + error_axis.get_legend_handles_labels()[0]
     latency_axis.legend(handles=handles, loc="upper left", fontsize="small")
+    labels = [str(handle.get_label()) for handle in handles]
     latency_axis.set_title("botwatch step load: rate against latency and errors (grey: achieved req/s)")
     latency_axis.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return labels

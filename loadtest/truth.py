@@ -103,7 +103,7 @@ def _histogram_chain(
     """Each latency histogram against the measurement just outside it: generator, then sidecar, then bot.
 
     Every layer adds its own time (the generator its network and scheduling, the sidecar its hop),
-    so a histogram may sit one bucket below the layer outside it (OBSERVABILITY.md: "within one
+    so a histogram may sit one bucket below the layer outside it (docs/observability.md: "within one
     bucket"), and buckets under RESOLUTION_S count as one. The generator is never faster than the
     server it talks to; a server histogram above what the client saw is a lie too.
     """

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
             )
         )
     except SetupError as exc:
-        print(f"setup-elk: {exc}", file=sys.stderr)
+        print(f"setup-elk: {exc}", file=sys.stderr, flush=True)
         return 1
     say(f"done: ILM policy and index template {NAME} installed; {count} Kibana objects imported")
     return 0

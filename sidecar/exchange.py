@@ -90,7 +90,7 @@ class Exchange:
     def has_body(self) -> bool:
         return self.chunked or self.content_length > 0
 
-    # Admission, in the order of ARCHITECTURE.md "Flow 3"
+    # Admission, in the order of docs/architecture.md "Flow 3"
 
     def start(self) -> None:
         """Identify, route and admit the request; answer it here if it must be refused."""

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
 from bot.settings import Settings as BotSettings
-from bot.settings import environ_subset, split_csv
+from bot.settings import check_redis_url, environ_subset, split_csv
 
 DEFAULT_RULES = Path(__file__).with_name("ratelimits.yaml")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -72,6 +72,11 @@ class Settings(BaseSettings):
             raise ValueError("must be an http://host:port origin without a path")
         parts.port  # noqa: B018 - raises ValueError on a malformed port
         return value
+
+    @field_validator("sidecar_redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_redis_url(value)
 
     @field_validator("sidecar_trusted_proxies", mode="before")
     @classmethod

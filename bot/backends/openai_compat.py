@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -15,6 +17,7 @@ from bot.retry_after import parse_retry_after
 from bot.errors import BackendBadResponse, BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import Completion, Turn
 
+log = logging.getLogger("bot.backends")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
@@ -111,6 +114,11 @@ class OpenAICompatBackend:
         try:
             async with self._session.post(self.url, data=body, headers=self._headers, timeout=self._timeout) as resp:
                 raw = await resp.read()
+                if resp.status == 404:
+                    log.warning(
+                        "model endpoint %s answered 404: MODEL_ENDPOINT must be the API base, the part "
+                        "before /chat/completions (e.g. https://api.openai.com/v1)", loggable_url(self.url),
+                    )
                 if resp.status >= 400:
                     raise _status_error(resp.status, resp.headers.get("Retry-After"))
         except asyncio.TimeoutError as exc:
@@ -129,6 +137,16 @@ class OpenAICompatBackend:
                     raise BackendUnavailable(f"model endpoint answered HTTP {resp.status}")
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             raise BackendUnavailable("model endpoint unreachable") from exc
+
+
+def loggable_url(url: str) -> str:
+    """The URL without credentials or query, which may carry a key."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return f"{parts.scheme}://{netloc}{parts.path}"
 
 
 def _status_error(status: int, retry_after_header: str | None) -> BackendError:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-import uuid
+import secrets
 from typing import Any
 
 import orjson
@@ -16,21 +17,46 @@ from bot.keys import conversation_key, request_id_key, settings_key
 
 
 
-def authorize(request: web.Request, keys: tuple[str, ...]) -> None:
-    """Require `Authorization: Bearer <key>` for one of the configured keys (any, for rotation)."""
+def authorize(request: web.Request, keys: tuple[str, ...]) -> str:
+    """Require one of the configured keys (any, for rotation) as `Authorization: Bearer <key>` or `X-API-Key`.
+
+    Returns the caller's scope: conversations are kept apart per key ("open" when keys are off).
+    X-API-Key is accepted because the sidecar's `api_key` rate limits read it too.
+    """
     if not keys:
-        return
+        return "open"
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented:
-        raise Unauthorized("missing bearer token")
+        presented = request.headers.get("X-API-Key", "")
+    if not presented.strip():
+        raise Unauthorized("missing bearer token or X-API-Key")
     token = presented.strip().encode()
     # Compare against every key, without stopping early, so timing reveals nothing.
-    matched = False
+    matched = b""
     for key in keys:
-        matched |= hmac.compare_digest(token, key.encode())
+        if hmac.compare_digest(token, key.encode()):
+            matched = token
     if not matched:
         raise Unauthorized("invalid bearer token")
+    # A digest, so the key itself is never part of a stored name.
+    return "k" + hashlib.sha256(matched).hexdigest()[:24]
+
+
+def conversation_of(scope: str, user_id: str | None, session_id: str | None) -> tuple[str, str]:
+    """(store key, session_id to hand back) for a chat request.
+
+    Session ids and user ids are separate namespaces, both inside the caller's scope: a
+    `session_id` equal to someone's `user_id` starts its own conversation. A user's
+    conversation is handed back under an id derived from the user id (never the id itself);
+    with neither, the server mints an unguessable id.
+    """
+    if session_id is None:
+        if user_id is None:
+            session_id = secrets.token_urlsafe(24)
+        else:
+            session_id = "u-" + hashlib.sha256(f"{scope}\0{user_id}".encode()).hexdigest()[:32]
+    return f"api:{scope}:{session_id}", session_id
 
 
 async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
@@ -62,7 +88,7 @@ def optional_id(body: dict[str, Any], name: str) -> str | None:
 
 async def chat(request: web.Request) -> web.Response:
     settings = request.app[settings_key]
-    authorize(request, settings.api_keys)
+    scope = authorize(request, settings.api_keys)
     body = await read_json_object(request, settings.bot_max_body_bytes)
     message = body.get("message")
     if not isinstance(message, str):
@@ -71,9 +97,8 @@ async def chat(request: web.Request) -> web.Response:
         raise PayloadInvalid("message must not be empty")
     if len(message) > settings.bot_max_message_chars:
         raise MessageTooLong(f"message is over {settings.bot_max_message_chars} characters")
-    user_id = optional_id(body, "user_id")
-    session_id = optional_id(body, "session_id") or user_id or uuid.uuid4().hex
-    completion = await request.app[conversation_key].respond(f"api:{session_id}", message)
+    key, session_id = conversation_of(scope, optional_id(body, "user_id"), optional_id(body, "session_id"))
+    completion = await request.app[conversation_key].respond(key, message)
     return json_response(
         {"reply": completion.text, "session_id": session_id, "request_id": request[request_id_key]}
     )

@@ -20,6 +20,8 @@ from bot.keys import access_log_key, metrics_key, request_id_key, route_platform
 from bot.telemetry.tracing import extract_context
 
 log = logging.getLogger("bot.http")
+# nginx's status for a request the client abandoned: counted apart, outside the 5xx error ratio.
+CLIENT_CLOSED_REQUEST = 499
 # aiohttp's own HTTP errors, named like ours so clients see one vocabulary.
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -82,7 +84,7 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
         return response
     except asyncio.CancelledError:
         # The client went away; nginx's convention makes it visible without calling it a server error.
-        status = 499
+        status = CLIENT_CLOSED_REQUEST
         raise
     finally:
         elapsed = time.perf_counter() - started
@@ -95,9 +97,12 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
             span.set_attribute("http.route", route)
             span.set_attribute("http.response.status_code", status)
         access_log = app[access_log_key]
-        if access_log.enabled:
+        probe = platform == "system" and status < 400 and route != "unmatched"
+        skipped = access_log.probes.admit(route, started) if probe else 0
+        if access_log.enabled and skipped is not None:
+            more = f" (and {skipped} more since the last line)" if skipped else ""
             access_log.write(
-                f"{request.method} {request.path} {status}",
+                f"{request.method} {request.path} {status}{more}",
                 {
                     "http": {
                         "request": {"method": request.method, "id": request_id},
@@ -129,9 +134,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _render(request, code, exc.reason.lower(), exc.status, headers, None)
     except asyncio.CancelledError:
         raise
+    except ConnectionResetError:
+        if not _client_gone(request):
+            log.exception("unhandled error on %s %s", request.method, route_of(request)[1])
+            return _render(request, "internal_error", "internal error", 500, {}, None)
+        # The caller left mid-request (or a proxy refused its body): nginx's 499, not a server error,
+        # so no client can burn the availability budget or raise an alert by hanging up.
+        log.info("client closed the request on %s %s", request.method, route_of(request)[1])
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, route_of(request)[1])
         return _render(request, "internal_error", "internal error", 500, {}, None)
+
+
+def _client_gone(request: web.Request) -> bool:
+    """True when this request's own connection is lost (not an outbound one reset under it)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _render(

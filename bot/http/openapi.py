@@ -53,8 +53,10 @@ def build_document(settings: Settings) -> dict[str, Any]:
         "responses": {"200": _json(_ref("ChatResponse"), "The model's reply."), **chat_errors},
     }
     if settings.api_keys:
-        chat_operation["security"] = [{"bearer": []}]
-        chat_operation["responses"]["401"] = _error("No bearer token, or not one of the configured keys.")
+        chat_operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        chat_operation["responses"]["401"] = _error(
+            "No key (bearer token or X-API-Key), or not one of the configured keys."
+        )
     health_summary = {
         "summary": "Status, uptime and version, as the deployment guides show them.",
         "responses": {"200": _json(_ref("HealthSummary"), "The bot is running.")},
@@ -92,7 +94,10 @@ def build_document(settings: Settings) -> dict[str, Any]:
             }},
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
             "schemas": {
                 "ChatRequest": {
                     "type": "object",
@@ -103,7 +108,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
                             "pattern": r"\S", "description": "Must hold more than whitespace.",
                         },
                         "user_id": identifier,
-                        "session_id": {**identifier, "description": "Defaults to user_id, else a new session."},
+                        "session_id": {**identifier, "description": "Continue this conversation (scoped to the API key). Without it: the user_id's conversation, else a new unguessable id."},
                     },
                 },
                 "ChatResponse": {

@@ -73,6 +73,29 @@ def _iso_millis(created: float) -> str:
     return f"{_second_cache[1]}.{int((created - seconds) * 1000):03d}Z"
 
 
+class ProbeSampler:
+    """Keep one access line per route per `interval` for the plumbing that calls every few seconds.
+
+    Health checks and scrapes that succeed say nothing new each time; writing them all buries
+    the requests people look for (and Logstash drops them anyway). A line that is written
+    says how many were left out before it. Failures are never sampled.
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def admit(self, route: str, now: float) -> int | None:
+        """None to skip this line; else how many lines of the route were skipped before it."""
+        last = self._last.get(route)
+        if last is not None and now - last < self.interval:
+            self._skipped[route] = self._skipped.get(route, 0) + 1
+            return None
+        self._last[route] = now
+        return self._skipped.pop(route, 0)
+
+
 class AccessLog:
     """One ECS line per request, built directly (no LogRecord) and handed to the writer thread.
 
@@ -87,6 +110,8 @@ class AccessLog:
         self._pid = os.getpid()
         handoff = next((h for h in logging.getLogger().handlers if isinstance(h, _Handoff)), None)
         self._lines = handoff.lines if handoff is not None else None
+        # Health checks and scrapes that succeed: one line a minute per route is enough.
+        self.probes = ProbeSampler(60.0)
 
     @property
     def enabled(self) -> bool:
@@ -113,6 +138,33 @@ class AccessLog:
         self._lines.put(orjson.dumps(line).decode())
 
 
+def readable(line: str) -> str:
+    """An ECS JSON line as a person reads it on a terminal: time, level, logger, message, the key facts."""
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return line
+    if not isinstance(doc, dict):
+        return line
+    stamp = str(doc.get("@timestamp", ""))[11:23]
+    level = str(doc.get("log.level", "")).upper()
+    logger = (doc.get("log") or {}).get("logger", "")
+    text = f"{stamp} {level:<7} {logger:<12} {doc.get('message', '')}"
+    duration = (doc.get("event") or {}).get("duration")
+    if isinstance(duration, int):
+        text += f" {duration / 1e6:.1f}ms"
+    client = (doc.get("client") or {}).get("ip")
+    if client:
+        text += f" from {client}"
+    trace_id = (doc.get("trace") or {}).get("id")
+    if trace_id and level in ("WARNING", "ERROR", "CRITICAL"):
+        text += f" trace={trace_id}"
+    error = doc.get("error") or {}
+    if isinstance(error, dict) and error.get("stack_trace"):
+        text += f"\n    {error.get('type', 'error')}: {error.get('message', '')}\n" + str(error["stack_trace"]).rstrip()
+    return text
+
+
 class _Handoff(logging.Handler):
     """Format in the logging thread (cheap), hand the finished line to the writer thread."""
 
@@ -135,9 +187,11 @@ class LineWriter:
     The file is reopened when rotated away (logrotate), like WatchedFileHandler.
     """
 
-    def __init__(self, lines: queue.SimpleQueue[str | None], log_file: str | None) -> None:
+    def __init__(self, lines: queue.SimpleQueue[str | None], log_file: str | None, *, console: bool = False) -> None:
         self.lines = lines
         self.log_file = log_file
+        # On a terminal, stdout gets readable lines; the file (and a pipe) keep ECS JSON.
+        self.console = console
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._file: Any = None
         self._inode: tuple[int, int] | None = None
@@ -169,7 +223,10 @@ class LineWriter:
 
     def _write(self, text: str) -> None:
         try:
-            sys.stdout.write(text)
+            if self.console:
+                sys.stdout.write("\n".join(readable(line) for line in text.splitlines()) + "\n")
+            else:
+                sys.stdout.write(text)
             sys.stdout.flush()
         except (OSError, ValueError):
             pass
@@ -195,6 +252,13 @@ class LineWriter:
             self._inode = (stat.st_dev, stat.st_ino)
 
 
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def configure_logging(
     service_name: str, version: str, *, level: str = "INFO", log_file: str | None = None
 ) -> LineWriter:
@@ -217,6 +281,6 @@ def configure_logging(
     root.setLevel(level.upper())
     # aiohttp's own access logger would duplicate ours with less context.
     logging.getLogger("aiohttp.access").disabled = True
-    writer = LineWriter(lines, log_file)
+    writer = LineWriter(lines, log_file, console=_is_terminal(sys.stdout))
     writer.start()
     return writer

@@ -5,33 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import orjson
 
 from bot.delivery.worker import FALLBACK_REPLY
-from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric
+from tests.support.bots import (
+    TELEGRAM_HEADERS, TELEGRAM_SEND, TELEGRAM_WEBHOOK, BotProcesses, eventually, metric, telegram_update,
+)
 from tests.support.fake_model import FakeModel
 from tests.support.fake_platform import FakePlatformAPI
 
 
 async def test_a_failing_model_opens_the_circuit_and_every_user_gets_the_fallback_reply(
-    bots: BotProcesses, platform_api: tuple[FakePlatformAPI, str], aiohttp_server: Any
+    bots: BotProcesses, telegram_api: tuple[FakePlatformAPI, str], aiohttp_server: Any
 ) -> None:
-    api, api_url = platform_api
+    api, api_url = telegram_api
     model = FakeModel(faults=[500] * 50)
     model_server = await aiohttp_server(model.app())
     _, base = await bots.start({
-        "EXAMPLE_API_BASE": api_url,
+        "TELEGRAM_API_BASE": api_url,
         "MODEL_ENDPOINT": str(model_server.make_url("/v1")),
         "MODEL_MAX_RETRIES": "0", "MODEL_BREAKER_FAILURES": "2", "MODEL_BREAKER_RESET": "600",
     })
     users = 5
-    async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
+    async with aiohttp.ClientSession(headers=TELEGRAM_HEADERS) as http:
         for i in range(users):
-            body = orjson.dumps({"id": f"m-{i}", "chat": f"c-{i}", "user": f"u-{i}", "text": "hello?"})
-            async with http.post(base + "/example/hook", data=body) as resp:
+            async with http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(5000 + i, "hello?", 100 + i)) as resp:
                 assert resp.status == 200
-            await api.wait_for("/send", count=i + 1)
-        assert [r.json()["text"] for r in api.calls("/send")] == [FALLBACK_REPLY] * users
+            await api.wait_for(TELEGRAM_SEND, count=i + 1)
+        assert [r.json()["text"] for r in api.calls(TELEGRAM_SEND)] == [FALLBACK_REPLY] * users
         # Two failures opened the circuit; the other users were answered without calling the model.
         assert len(model.requests) == 2
         assert await metric(http, base, "bot_model_requests_total", outcome="model_bad_response") == 2

@@ -7,7 +7,9 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric, run_dlq
+from tests.support.bots import (
+    TELEGRAM_HEADERS, TELEGRAM_SEND, TELEGRAM_WEBHOOK, BotProcesses, eventually, metric, run_dlq, telegram_update,
+)
 from tests.support.fake_platform import FakePlatformAPI
 
 
@@ -20,40 +22,39 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 
 
 async def test_failed_sends_are_retried_then_buried_and_replay_delivers_them(
-    bots: BotProcesses, store_env: dict[str, str], platform_api: tuple[FakePlatformAPI, str]
+    bots: BotProcesses, store_env: dict[str, str], telegram_api: tuple[FakePlatformAPI, str]
 ) -> None:
-    api, api_url = platform_api
-    api.faults["/send"] = [500, 429, 503]
+    api, api_url = telegram_api
+    api.faults[TELEGRAM_SEND] = [500, 429, 503]
     env = {
         **store_env,
-        "EXAMPLE_API_BASE": api_url,
+        "TELEGRAM_API_BASE": api_url,
         "DELIVERY_MAX_ATTEMPTS": "3", "DELIVERY_BACKOFF_BASE": "0.05", "DELIVERY_BACKOFF_MAX": "0.2",
     }
     _, base = await bots.start(env)
-    async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
-        body = orjson.dumps({"id": "m-unlucky", "chat": "c-1", "user": "u-1", "text": "hello"})
-        async with http.post(base + "/example/hook", data=body) as resp:
+    async with aiohttp.ClientSession(headers=TELEGRAM_HEADERS) as http:
+        async with http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(6001, "hello")) as resp:
             assert resp.status == 200
-        await api.wait_for("/send", count=3)
+        await api.wait_for(TELEGRAM_SEND, count=3)
 
         async def buried() -> bool:
-            return await metric(http, base, "bot_dead_letters_total", platform="example") == 1
+            return await metric(http, base, "bot_dead_letters_total", platform="telegram") == 1
 
         await eventually(buried, what="a dead letter")
-        assert await metric(http, base, "bot_delivery_attempts_total", platform="example", outcome="retry") == 2
-        assert await metric(http, base, "bot_delivery_attempts_total", platform="example", outcome="failed") == 1
+        assert await metric(http, base, "bot_delivery_attempts_total", platform="telegram", outcome="retry") == 2
+        assert await metric(http, base, "bot_delivery_attempts_total", platform="telegram", outcome="failed") == 1
 
         listed = await run_dlq(env, "list", "--json")
         assert listed.returncode == 0, listed.stderr
         [dead] = orjson.loads(listed.stdout)["dead_letters"]
         assert (dead["message_id"], dead["attempts"], dead["reason"]) == (
-            "m-unlucky", 3, "platform API answered HTTP 503",
+            "6001", 3, "platform API answered HTTP 503",
         )
 
         replayed = await run_dlq(env, "replay", dead["id"])
         assert (replayed.returncode, replayed.stdout.strip()) == (0, "replayed 1 dead letter")
-        fourth = (await api.wait_for("/send", count=4))[3]
-        assert fourth.json()["idempotency_key"] == "m-unlucky"
+        fourth = (await api.wait_for(TELEGRAM_SEND, count=4))[3]
+        assert fourth.json()["reply_parameters"]["message_id"] == 6001
 
         async def delivered() -> bool:
             return await metric(http, base, "bot_delivery_attempts_total", outcome="delivered") == 1

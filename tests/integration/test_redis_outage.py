@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import orjson
 import pytest
 
-from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually
+from tests.support.bots import (
+    TELEGRAM_HEADERS, TELEGRAM_SEND, TELEGRAM_WEBHOOK, BotProcesses, eventually, telegram_update,
+)
 from tests.support.fake_platform import FakePlatformAPI
 from tests.support.redis_server import RedisServer
 from tests.support.services import require_binary
@@ -25,25 +26,28 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
     await asyncio.to_thread(server.stop)
 
 
-def event(event_id: str) -> bytes:
-    return orjson.dumps({"id": event_id, "chat": "c-1", "user": "u-1", "text": f"text of {event_id}"})
+BEFORE, DURING = 9001, 9002
+
+
+def event(update_id: int) -> bytes:
+    return telegram_update(update_id, f"text of {update_id}")
 
 
 async def test_while_redis_is_down_callbacks_get_503_and_work_resumes_when_it_is_back(
-    bots: BotProcesses, own_redis: RedisServer, platform_api: tuple[FakePlatformAPI, str]
+    bots: BotProcesses, own_redis: RedisServer, telegram_api: tuple[FakePlatformAPI, str]
 ) -> None:
-    api, api_url = platform_api
-    proc, base = await bots.start({"REDIS_URL": own_redis.url, "EXAMPLE_API_BASE": api_url})
-    async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
-        async with http.post(base + "/example/hook", data=event("before")) as resp:
+    api, api_url = telegram_api
+    proc, base = await bots.start({"REDIS_URL": own_redis.url, "TELEGRAM_API_BASE": api_url})
+    async with aiohttp.ClientSession(headers=TELEGRAM_HEADERS) as http:
+        async with http.post(base + TELEGRAM_WEBHOOK, data=event(BEFORE)) as resp:
             assert resp.status == 200
-        await api.wait_for("/send", count=1)
+        await api.wait_for(TELEGRAM_SEND, count=1)
 
         await asyncio.to_thread(own_redis.stop)
         async with http.get(base + "/ready") as resp:
             assert resp.status == 503
             assert {"redis", "queue"} <= set((await resp.json())["failing"])
-        async with http.post(base + "/example/hook", data=event("during")) as resp:
+        async with http.post(base + TELEGRAM_WEBHOOK, data=event(DURING)) as resp:
             # No ACK without a durable enqueue: the platform will deliver this event again.
             assert resp.status == 503
             assert resp.headers["Retry-After"]
@@ -61,8 +65,8 @@ async def test_while_redis_is_down_callbacks_get_503_and_work_resumes_when_it_is
                 return resp.status == 200
 
         await eventually(ready, what="/ready answering 200 once Redis is back")
-        async with http.post(base + "/example/hook", data=event("during")) as resp:
+        async with http.post(base + TELEGRAM_WEBHOOK, data=event(DURING)) as resp:
             assert resp.status == 200
-        [_, after] = await api.wait_for("/send", count=2)
-        assert after.json()["idempotency_key"] == "during"
+        [_, after] = await api.wait_for(TELEGRAM_SEND, count=2)
+        assert after.json()["reply_parameters"]["message_id"] == DURING
     assert "Traceback" not in proc.output()

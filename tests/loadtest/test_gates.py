@@ -72,3 +72,17 @@ def test_a_slo_yaml_missing_a_target_is_refused_by_name(tmp_path: Path) -> None:
     slo.write_text("latency: {objective: 0.99, threshold_seconds: 0.5}\nthroughput: {min_rps: 50}\n")
     with pytest.raises(SystemExit, match="error_rate"):
         load_gates(slo)
+
+
+def test_refusals_by_rate_limits_warn_when_notable_and_fail_when_they_dominate() -> None:
+    from loadtest.gates import refusal_check
+
+    def with_refused(rejected: int, served: int = 1000) -> Figures:
+        return Figures(served=served, rejected=rejected, errors=0, rps=100.0, percentile_ms=5.0, error_ratio=0.0)
+
+    assert refusal_check(with_refused(0)) == (None, None)
+    warning, failure = refusal_check(with_refused(100))
+    assert failure is None and warning is not None
+    assert "100 of 1100 requests (9.1%) refused by the sidecar's rate limits" in warning
+    warning, failure = refusal_check(with_refused(1044, served=956))
+    assert failure is not None and "52.2%" in failure and "the bot's own" in failure

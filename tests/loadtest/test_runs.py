@@ -102,6 +102,9 @@ def test_sidecar_429s_are_counted_apart_and_every_counter_still_matches(
     figures = json.loads((only_run(tmp_path / "results") / "summary.json").read_text())["figures"]
     assert figures["rejected"] > 200 and figures["errors"] == 0
     assert "truth check passed" in result.stdout
+    # Passing, but not silently: the share the rate limits refused is on its own line.
+    assert re.search(r"^WARNING: \d+ of \d+ requests \(\d+\.\d%\) refused by the sidecar's rate limits",
+                     result.stdout, re.M), result.stdout
 
 
 def test_a_model_slowed_to_600_ms_fails_the_gate_with_a_one_line_reason(

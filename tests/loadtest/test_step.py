@@ -53,3 +53,36 @@ def test_the_chart_is_written_as_a_png(tmp_path: Path) -> None:
     chart = tmp_path / "step.png"
     draw([step(100, 5), step(200, 8), step(300, 620)], GATES, chart)
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def limited(rate: float, p_ms: float, refused: float) -> StepResult:
+    return StepResult(rate, rate * (1 - refused), p_ms, 0.0, True, refused)
+
+
+def test_a_step_the_rate_limits_refused_is_not_capacity_and_the_line_says_so() -> None:
+    steps = [step(100, 5), step(200, 6), limited(300, 6, 0.4), limited(400, 7, 0.55)]
+    assert knee(steps) == steps[1]
+    line = knee_line(steps, GATES)
+    assert "no step broke a gate" not in line
+    assert "offering 300 req/s the sidecar's rate limits refused 40.0%" in line
+    assert "--host http://127.0.0.1:18789" in line
+
+
+def test_a_few_refusals_stay_below_the_bar_but_are_reported() -> None:
+    steps = [step(100, 5), limited(200, 6, 0.01)]
+    assert knee(steps) == steps[1]
+    assert "1.0% refused by rate limits" in knee_line(steps, GATES)
+
+
+def test_each_steps_refused_share_is_counted_from_the_429s() -> None:
+    rec = Recorder()
+    rec.steps = [{"rate": 10, "start": 0.0, "measure_from": 0.0, "end": 10.0}]
+    for i in range(100):
+        rec.add("/x", 429 if i % 4 == 0 else 200, 4.0, i * 0.1, None)
+    (only,) = analyse_steps(rec.as_record(), GATES)
+    assert only.refused_ratio == 0.25 and only.held
+
+
+def test_the_chart_draws_the_share_refused_by_rate_limits(tmp_path: Path) -> None:
+    labels = draw([step(100, 5), limited(200, 6, 0.3)], GATES, tmp_path / "step.png")
+    assert "refused by rate limits (429)" in labels

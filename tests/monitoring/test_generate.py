@@ -71,3 +71,13 @@ def test_the_load_test_gates_read_the_same_numbers() -> None:
     assert data["latency"]["threshold_seconds"] == slo.latency.threshold_seconds == 0.5
     assert data["throughput"]["min_rps"] == slo.throughput.min_rps == 50
     assert data["error_rate"]["max_ratio"] == slo.error_rate.max_ratio == 0.001
+
+
+def test_generate_says_what_it_wrote_and_that_the_rest_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    from monitoring.generate import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    count = len(generated_files())
+    assert f"all {count} generated files already match" in out, out
+    assert "slo.yaml" in out

@@ -242,3 +242,10 @@ async def test_each_mutation_of_setup_elk_is_caught_naming_the_file(  # type: ig
     problems = check_calls(rec.calls, mutant)
     assert problems and all(p.startswith(f"{mutant}: ") for p in problems), problems
     assert any(expected in p for p in problems), problems
+
+
+async def test_help_shows_the_wait_and_its_default() -> None:
+    run = await run_setup("--help")
+    assert run.returncode == 0
+    text = "\n".join(run.stdout)
+    assert "--wait" in text and "default 300" in text

@@ -1,4 +1,4 @@
-"""The sidecar's metric names, labels and buckets are the contract OBSERVABILITY.md names."""
+"""The sidecar's metric names, labels and buckets are the contract docs/observability.md names."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import subprocess
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -15,11 +16,26 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.ports import free_port
 from tests.support.processes import ROOT, Process, python_module
 
-EXAMPLE_TOKEN = "example-token-s3cret"
+# The Telegram adapter as shipped, against a stand-in Bot API (TELEGRAM_API_BASE).
+TELEGRAM_TOKEN = "123456:process-test-token"
+TELEGRAM_SECRET = "process_test_secret"
+TELEGRAM_SEND = f"/bot{TELEGRAM_TOKEN}/sendMessage"
+TELEGRAM_WEBHOOK = "/telegram/webhook"
+TELEGRAM_HEADERS = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET, "Content-Type": "application/json"}
+
+
+def telegram_update(update_id: int, text: str, chat_id: int = 42) -> bytes:
+    """A Telegram webhook update carrying one text message, as the Bot API posts it."""
+    import orjson
+
+    return orjson.dumps({"update_id": update_id, "message": {
+        "message_id": update_id, "date": 1_700_000_000, "text": text,
+        "chat": {"id": chat_id, "type": "private"}, "from": {"id": chat_id, "is_bot": False, "first_name": "T"},
+    }})
 
 
 class BotProcesses:
-    """`python -m tests.support.bot_with_example` processes, each stopped by its pid at the end."""
+    """`python -m bot` processes with Telegram on, as operators run them; each stopped by its pid at the end."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -29,10 +45,10 @@ class BotProcesses:
         """Start one bot (data in workdir/name, so a restart under the same name finds its queue)."""
         port = free_port()
         full_env = {
-            "BOT_PORT": str(port), "BOT_DATA_DIR": str(self.workdir / name), "EXAMPLE_TOKEN": EXAMPLE_TOKEN,
-            **env,
+            "BOT_PORT": str(port), "BOT_DATA_DIR": str(self.workdir / name),
+            "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET, **env,
         }
-        proc = Process(f"{name}-{port}", python_module("tests.support.bot_with_example"), full_env, self.workdir)
+        proc = Process(f"{name}-{port}", python_module("bot"), full_env, self.workdir)
         self.started.append(proc)
         base = f"http://127.0.0.1:{port}"
         await asyncio.to_thread(proc.wait_http, base + "/health")
@@ -47,18 +63,25 @@ class BotProcesses:
 def running_bot(workdir: Path, env: Mapping[str, str], module: str = "bot") -> Iterator[str]:
     """One bot process (`python -m <module>`) on a free port for a whole test module; yields its base URL.
 
-    Fails the module if the bot logged a traceback.
+    Telemetry is on, as shipped. Fails the module if the bot logged a traceback, or counted a
+    500 (a request it could not answer properly) in its own metrics.
     """
     port = free_port()
     full_env = {"BOT_PORT": str(port), "BOT_DATA_DIR": str(workdir / "data"), **env}
     proc = Process(f"bot-{port}", python_module(module), full_env, workdir)
     base = f"http://127.0.0.1:{port}"
+    counted = ""
     try:
         proc.wait_http(base + "/health")
         yield base
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+            counted = resp.read().decode()
     finally:
         proc.stop()
     assert "Traceback" not in proc.output(), proc.output()[-4000:]
+    assert 'status="500"' not in counted and 'code="internal_error"' not in counted, [
+        line for line in counted.splitlines() if 'status="500"' in line or "internal_error" in line
+    ]
 
 
 async def metric(http: aiohttp.ClientSession, base: str, name: str, **labels: str) -> float:

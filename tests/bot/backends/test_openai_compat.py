@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from bot.backends.circuit import CircuitBreaker
-from bot.backends.openai_compat import OpenAICompatBackend, estimate_tokens, fit_history
+from bot.backends.openai_compat import OpenAICompatBackend, loggable_url, estimate_tokens, fit_history
 from bot.errors import BackendBadResponse, BackendTimeout, BackendUnavailable
 from bot.messages import Turn
 from tests.support.fake_model import FakeModel
@@ -158,3 +158,18 @@ def test_max_token_limit_bounds_max_tokens_and_the_prompt(http) -> None:  # type
     assert payload["max_tokens"] == 64
     assert [m["content"] for m in payload["messages"]] == ["z"]
 
+
+
+async def test_a_404_names_the_url_it_called_so_a_wrong_api_base_is_obvious(  # type: ignore[no-untyped-def]
+    model, http, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, url = model
+    fake.faults = [404]
+    backend = backend_for(http, url)
+    with caplog.at_level("WARNING", logger="bot.backends"), pytest.raises(BackendBadResponse):
+        await backend.complete([Turn("user", "x")])
+    assert f"{url}/chat/completions" in caplog.text
+    assert "MODEL_ENDPOINT" in caplog.text and "API base" in caplog.text
+    assert loggable_url(f"https://user:{SECRET}@[::1]:8443/v1/chat/completions?key={SECRET}") == (
+        "https://[::1]:8443/v1/chat/completions"
+    )

@@ -118,6 +118,20 @@ async def test_api_key_is_required_when_configured_and_any_listed_key_works(make
     assert health.status == 200
 
 
+async def test_the_x_api_key_header_the_sidecar_limits_on_is_accepted_like_a_bearer_token(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client({"BOT_API_KEY": "k-1"})
+    first = await client.post("/api/v1/chat", json={"message": "one", "user_id": "u"}, headers={"X-API-Key": "k-1"})
+    assert first.status == 200
+    second = await client.post(
+        "/api/v1/chat", json={"message": "two", "user_id": "u"}, headers={"Authorization": "Bearer k-1"}
+    )
+    assert "turn 2" in (await second.json())["reply"]
+    wrong = await client.post("/api/v1/chat", json={"message": "x"}, headers={"X-API-Key": "k-2"})
+    assert wrong.status == 401 and "k-2" not in await wrong.text()
+
+
 async def test_errors_are_counted_by_code(make_client: MakeClient, registry) -> None:  # type: ignore[no-untyped-def]
     client = await make_client()
     await client.post("/api/v1/chat", data=b"x", headers={"Content-Type": "application/json"})
@@ -125,3 +139,45 @@ async def test_errors_are_counted_by_code(make_client: MakeClient, registry) -> 
     assert sample(
         registry, "bot_requests_total", platform="api", route="/api/v1/chat", method="POST", status="400"
     ) == 1
+
+
+async def chat_as(client, body: dict, key: str | None = None) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    resp = await client.post("/api/v1/chat", json=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+async def test_a_session_id_equal_to_a_user_id_does_not_reach_that_users_conversation(make_client: MakeClient) -> None:
+    client = await make_client()
+    await chat_as(client, {"message": "secret plan", "user_id": "alice"})
+    await chat_as(client, {"message": "more", "user_id": "alice"})
+    intruder = await chat_as(client, {"message": "what did she say?", "session_id": "alice"})
+    assert "turn 1" in intruder["reply"]
+    alice = await chat_as(client, {"message": "again", "user_id": "alice"})
+    assert "turn 3" in alice["reply"]
+    # The handle the server hands alice continues her conversation, and is not her user id.
+    assert alice["session_id"] != "alice"
+    assert "turn 4" in (await chat_as(client, {"message": "4", "session_id": alice["session_id"]}))["reply"]
+
+
+async def test_server_minted_session_ids_are_unguessable(make_client: MakeClient) -> None:
+    client = await make_client()
+    minted = [(await chat_as(client, {"message": "hi"}))["session_id"] for _ in range(20)]
+    assert len(set(minted)) == 20
+    # At least 128 bits from a CSPRNG, in the alphabet callers may use for ids.
+    assert all(len(sid) >= 22 and sid.replace("-", "").replace("_", "").isalnum() for sid in minted)
+
+
+async def test_caller_supplied_ids_are_scoped_to_the_api_key(make_client: MakeClient) -> None:
+    client = await make_client({"BOT_API_KEY": "key-of-acme,key-of-globex"})
+    await chat_as(client, {"message": "acme 1", "user_id": "u1"}, "key-of-acme")
+    await chat_as(client, {"message": "acme 2", "session_id": "shared-name"}, "key-of-acme")
+    globex_user = await chat_as(client, {"message": "g", "user_id": "u1"}, "key-of-globex")
+    globex_session = await chat_as(client, {"message": "g", "session_id": "shared-name"}, "key-of-globex")
+    assert "turn 1" in globex_user["reply"] and "turn 1" in globex_session["reply"]
+    acme_user = await chat_as(client, {"message": "acme 3", "user_id": "u1"}, "key-of-acme")
+    assert "turn 2" in acme_user["reply"]
+    # Even the handle acme was given leads nowhere under another key.
+    stolen = await chat_as(client, {"message": "g", "session_id": acme_user["session_id"]}, "key-of-globex")
+    assert "turn 1" in stolen["reply"]

@@ -24,7 +24,7 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {
         "BOT_API_KEY": API_KEY, "BOT_MAX_MESSAGE_CHARS": str(MAX_CHARS), "BOT_MAX_BODY_BYTES": str(MAX_BODY),
-        "BOT_READ_TIMEOUT": "2", "TELEMETRY_ENABLED": "false",
+        "BOT_READ_TIMEOUT": "2",
     }
     with running_bot(tmp_path_factory.mktemp("chat-fuzz"), env) as base:
         yield base

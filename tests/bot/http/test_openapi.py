@@ -39,4 +39,4 @@ def test_the_document_is_openapi_3_1_and_states_this_bots_limits(bot_base: str) 
     assert set(document["paths"]) >= {"/health", "/api/health", "/ready", "/api/v1/chat"}
     message = document["components"]["schemas"]["ChatRequest"]["properties"]["message"]
     assert message["maxLength"] == 4000
-    assert document["paths"]["/api/v1/chat"]["post"]["security"] == [{"bearer": []}]
+    assert document["paths"]["/api/v1/chat"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]

@@ -271,7 +271,7 @@ TARGETS = [
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {
-        "BOT_MAX_BODY_BYTES": str(MAX_BODY), "BOT_READ_TIMEOUT": "2", "TELEMETRY_ENABLED": "false",
+        "BOT_MAX_BODY_BYTES": str(MAX_BODY), "BOT_READ_TIMEOUT": "2",
         "DELIVERY_MAX_ATTEMPTS": "1",
     }
     for target in TARGETS:

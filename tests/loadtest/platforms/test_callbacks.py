@@ -33,7 +33,7 @@ ENV = {
 
 
 def feishu_decrypt(key: str, blob: str) -> bytes:
-    """PROTOCOLS.md's Feishu decryption, written out here; anchored on the official vector below."""
+    """docs/protocols.md's Feishu decryption, written out here; anchored on the official vector below."""
     raw = base64.b64decode(blob)
     decryptor = Cipher(algorithms.AES(hashlib.sha256(key.encode()).digest()), modes.CBC(raw[:16])).decryptor()
     unpadder = padding.PKCS7(128).unpadder()
@@ -96,7 +96,7 @@ def test_dingtalk_sign_is_hmac_sha256_of_timestamp_newline_secret() -> None:
 
 
 def wecom_decrypt(aes_key_43: str, encrypted: str) -> tuple[bytes, bytes]:
-    """PROTOCOLS.md's WeCom layout, written out here rather than taken from wechatpy."""
+    """docs/protocols.md's WeCom layout, written out here rather than taken from wechatpy."""
     key = base64.b64decode(aes_key_43 + "=")
     decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
     plain = decryptor.update(base64.b64decode(encrypted)) + decryptor.finalize()

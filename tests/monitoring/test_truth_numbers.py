@@ -1,0 +1,291 @@
+"""The numeric truth test: a known number of 5xx, 4xx, 429s, refused callbacks and duplicates goes
+through real sidecars to real bots; each panel and recording rule a real Prometheus computes must
+show exactly those numbers (within what scraping and rate() extrapolation allow).
+
+A panel that counted 4xx as errors, or the bot's own health checks as users' requests, reads a
+different number here and fails, where a "returns data" check would pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+
+from monitoring.expressions import dashboard_expressions, expand_variables
+from monitoring.rules import sli_name
+from monitoring.slo import load_slo
+from tests.support.ports import free_port
+from tests.support.processes import Process, python_module
+from tests.support.prometheus_server import PrometheusServer
+from tests.support.services import require_binary
+
+pytestmark = pytest.mark.slow
+
+TELEGRAM = {"TELEGRAM_BOT_TOKEN": "123456:numbers", "TELEGRAM_SECRET_TOKEN": "numbers_secret"}
+# Every request but the greedy caller's has its own key, so only the greedy one is refused.
+RATE_LIMITS = """
+rules:
+  - {name: greedy_client, routes: [/api/v1/chat], key: api_key, limits: [2/minute]}
+"""
+# Panels read over a window longer than the whole test, so each rate is (count / window).
+WINDOW = "10m"
+WINDOW_SECONDS = 600.0
+# rate() scales a series' increase by (window covered / time sampled): the error is about one
+# scrape interval over the time a series has been sampled, so scrape often and sample long.
+SCRAPE = "250ms"
+SAMPLED_SECONDS = 15.0
+RELATIVE_TOLERANCE = 0.05
+
+OK, MISTAKES, FAILURES, GREEDY, CALLBACKS = 240, 24, 20, 14, 8
+
+
+@dataclass
+class Stack:
+    prometheus: PrometheusServer
+    healthy: str  # sidecar -> bot with the built-in model and Telegram on
+    broken: str  # sidecar -> bot whose model endpoint is down: every chat is a 503
+
+
+@dataclass
+class Seen:
+    """What the clients saw, by (sidecar, platform, status)."""
+
+    counts: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+
+    def add(self, other: Seen) -> None:
+        self.counts.update(other.counts)
+
+    def total(self, match: Callable[[str, str, int], bool] = lambda *_: True) -> int:
+        return sum(n for key, n in self.counts.items() if match(*key))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    binary = require_binary("prometheus")
+    logs = tmp_path_factory.mktemp("numbers")
+    rules = logs / "ratelimits.yaml"
+    rules.write_text(RATE_LIMITS, encoding="utf-8")
+    ports = {name: free_port() for name in ("bot", "broken", "sc", "sc_admin", "edge", "edge_admin", "tg")}
+    started: list[tuple[Process, str]] = []
+    prometheus: PrometheusServer | None = None
+
+    def start(name: str, module: str, env: dict[str, str], ready: str, *args: str) -> None:
+        started.append((Process(name, python_module(module, *args), env, logs), ready))
+
+    def sidecar(port: str, admin: str, upstream: str) -> dict[str, str]:
+        return {"SIDECAR_PORT": str(ports[port]), "SIDECAR_ADMIN_PORT": str(ports[admin]),
+                "SIDECAR_UPSTREAM": upstream, "SIDECAR_RATE_LIMITS": str(rules), "SIDECAR_PROBE_INTERVAL": "0.2"}
+
+    try:
+        telegram_api = f"http://127.0.0.1:{ports['tg']}"
+        bot, broken = f"http://127.0.0.1:{ports['bot']}", f"http://127.0.0.1:{ports['broken']}"
+        start("telegram-api", "tests.support.telegram_api", {}, telegram_api + "/health", str(ports["tg"]))
+        start("bot", "bot", {"BOT_PORT": str(ports["bot"]), "BOT_DATA_DIR": str(logs / "bot"), **TELEGRAM,
+                             "TELEGRAM_API_BASE": telegram_api}, bot + "/health")
+        start("bot-broken", "bot", {"BOT_PORT": str(ports["broken"]), "BOT_DATA_DIR": str(logs / "broken"),
+                                    "MODEL_ENDPOINT": f"http://127.0.0.1:{free_port()}/v1", "MODEL_MAX_RETRIES": "0"},
+              broken + "/health")
+        start("sidecar", "sidecar", sidecar("sc", "sc_admin", bot), f"http://127.0.0.1:{ports['sc_admin']}/sidecar/ready")
+        start("sidecar-broken", "sidecar", sidecar("edge", "edge_admin", broken),
+              f"http://127.0.0.1:{ports['edge_admin']}/sidecar/ready")
+        for proc, ready in started:
+            proc.wait_http(ready)
+        targets = {
+            "bot": [f"127.0.0.1:{ports['bot']}", f"127.0.0.1:{ports['broken']}"],
+            "sidecar": [f"127.0.0.1:{ports['sc_admin']}", f"127.0.0.1:{ports['edge_admin']}"],
+        }
+        prometheus = PrometheusServer(binary, logs / "prometheus", targets, interval=SCRAPE)
+        prometheus.start()
+        yield Stack(prometheus, f"http://127.0.0.1:{ports['sc']}", f"http://127.0.0.1:{ports['edge']}")
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        for proc, _ in started:
+            proc.stop()
+
+
+def telegram_update(update_id: int) -> dict[str, object]:
+    return {"update_id": update_id, "message": {"message_id": update_id, "date": 1_700_000_000, "text": "hi",
+            "chat": {"id": 42, "type": "private"}, "from": {"id": 42, "is_bot": False, "first_name": "T"}}}
+
+
+async def traffic(stack: Stack, scale: int, first_update: int) -> Seen:
+    """`scale` rounds of: good chats, client mistakes, 5xx, a greedy caller, Telegram callbacks."""
+    seen = Seen()
+    async with aiohttp.ClientSession() as session:
+
+        async def call(where: str, platform: str, method: str, path: str, **kwargs: object) -> None:
+            base = stack.healthy if where == "healthy" else stack.broken
+            async with session.request(method, base + path, **kwargs) as resp:  # type: ignore[arg-type]
+                await resp.read()
+                seen.counts[(where, platform, resp.status)] += 1
+
+        def chat(i: int, key: str, where: str = "healthy", **kwargs: object):  # type: ignore[no-untyped-def]
+            kwargs.setdefault("json", {"message": f"hello {i}", "user_id": f"u{i % 40}"})
+            headers = {"X-API-Key": key, "Content-Type": "application/json"}
+            return call(where, "api", "POST", "/api/v1/chat", headers=headers, **kwargs)
+
+        calls = [chat(i, f"k{first_update}-{i}") for i in range(OK * scale)]
+        calls += [chat(i, f"m{first_update}-{i}", data=b"{", json=None) for i in range(MISTAKES * scale)]
+        calls += [chat(i, f"f{first_update}-{i}", "broken") for i in range(FAILURES * scale)]
+        for i in range(CALLBACKS * scale):
+            update, good = telegram_update(first_update + i), {"X-Telegram-Bot-Api-Secret-Token": "numbers_secret"}
+            calls.append(call("healthy", "telegram", "POST", "/telegram/webhook", json=update, headers=good))
+            calls.append(call("healthy", "telegram-duplicate", "POST", "/telegram/webhook", json=update, headers=good))
+            calls.append(call("healthy", "telegram-refused", "POST", "/telegram/webhook", json=update,
+                              headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}))
+        for start in range(0, len(calls), 40):
+            await asyncio.gather(*calls[start : start + 40])
+        # After the others, so the duplicates above are known to follow their originals.
+        for i in range(GREEDY * scale):
+            await chat(i, "greedy")
+    return seen
+
+
+def settle(prometheus: PrometheusServer, seen: Seen) -> None:
+    """Wait until Prometheus has scraped every request the clients saw, and the rules ran on it."""
+    want = seen.total()
+    deadline = time.monotonic() + 30
+    while True:
+        result = prometheus.series('sum(sidecar_requests_total{route!~"/health|/api/health|/ready"})')
+        if result and float(result[0]["value"][1]) >= want:
+            break
+        assert time.monotonic() < deadline, f"Prometheus saw {result}, clients {want}"
+        time.sleep(0.5)
+    time.sleep(2)  # a few scrapes and rule evaluations on the settled counts
+
+
+def panel(board: str, title: str, ref: str = "A") -> str:
+    """A committed panel's expression, variables set to All and the rate window to WINDOW."""
+    for item in dashboard_expressions():
+        if item.source == f"{board}.json: {title} [{ref}]":
+            return expand_variables(item.expr, WINDOW)
+    raise AssertionError(f"no panel {title!r} [{ref}] in {board}")
+
+
+def value(prometheus: PrometheusServer, expr: str, **labels: str) -> float:
+    """The one series of `expr` whose labels include `labels`."""
+    matching = [s for s in prometheus.series(expr) if all(s["metric"].get(k) == v for k, v in labels.items())]
+    assert len(matching) == 1, f"{expr} {labels}: {json.dumps(matching)}"
+    return float(matching[0]["value"][1])
+
+
+def close(actual: float, expected: float) -> bool:
+    return abs(actual - expected) <= RELATIVE_TOLERANCE * abs(expected) + 1e-9
+
+
+@pytest.fixture(scope="module")
+def measured(stack: Stack) -> Seen:
+    """Births first (a counter's first sample only starts its series), then the counted load."""
+    births = asyncio.run(traffic(stack, 1, 1000))
+    settle(stack.prometheus, births)
+    born = time.monotonic()
+    load = asyncio.run(traffic(stack, 1, 5000))
+    total = Seen()
+    total.add(births)
+    total.add(load)
+    settle(stack.prometheus, total)
+    time.sleep(max(0.0, born + SAMPLED_SECONDS - time.monotonic()))
+    return load
+
+
+def test_the_clients_saw_what_the_test_meant_to_cause(measured: Seen) -> None:
+    assert measured.counts[("healthy", "api", 200)] == OK
+    assert measured.counts[("healthy", "api", 400)] == MISTAKES
+    assert measured.counts[("broken", "api", 503)] == FAILURES
+    assert measured.counts[("healthy", "api", 429)] == GREEDY
+    assert measured.counts[("healthy", "telegram", 200)] == CALLBACKS
+    assert measured.counts[("healthy", "telegram-duplicate", 200)] == CALLBACKS
+    assert measured.counts[("healthy", "telegram-refused", 401)] == CALLBACKS
+
+
+def reached_bot(seen: Seen) -> int:
+    """Users' requests that reached a bot: everything but the sidecar's own 429s."""
+    return seen.total(lambda where, platform, status: status != 429)
+
+
+def test_bot_red_panels_count_users_requests_and_only_5xx_as_errors(stack: Stack, measured: Seen) -> None:
+    prometheus = stack.prometheus
+    users = reached_bot(measured)
+    api = measured.total(lambda w, platform, status: platform == "api" and status != 429)
+    telegram = measured.total(lambda w, platform, s: platform.startswith("telegram"))
+    checks = {
+        "Requests per second": (value(prometheus, panel("bot-red", "Requests per second")), users / WINDOW_SECONDS),
+        "Error ratio (5xx)": (value(prometheus, panel("bot-red", "Error ratio (5xx)")), FAILURES / users),
+        "QPS by platform: api": (value(prometheus, panel("bot-red", "QPS by platform"), platform="api"), api / WINDOW_SECONDS),
+        "QPS by platform: telegram": (
+            value(prometheus, panel("bot-red", "QPS by platform"), platform="telegram"), telegram / WINDOW_SECONDS),
+        "Error ratio by platform: api": (
+            value(prometheus, panel("bot-red", "Error ratio by platform"), platform="api"), FAILURES / api),
+        "Error ratio by platform: telegram": (
+            value(prometheus, panel("bot-red", "Error ratio by platform"), platform="telegram"), 0.0),
+        "Responses by status: 503": (
+            value(prometheus, panel("bot-red", "Responses by status"), status="503"), FAILURES / WINDOW_SECONDS),
+        "Responses by status: 400": (
+            value(prometheus, panel("bot-red", "Responses by status"), status="400"), MISTAKES / WINDOW_SECONDS),
+        "Responses by status: 401": (
+            value(prometheus, panel("bot-red", "Responses by status"), status="401"), CALLBACKS / WINDOW_SECONDS),
+        "Webhook rejections": (
+            value(prometheus, panel("bot-red", "Webhook rejections by reason"), platform="telegram", reason="bad_token"),
+            CALLBACKS / WINDOW_SECONDS),
+        "Duplicate callbacks": (
+            value(prometheus, panel("bot-red", "Duplicate callbacks"), platform="telegram"), CALLBACKS / WINDOW_SECONDS),
+    }
+    wrong = {name: got for name, got in checks.items() if not close(*got)}
+    assert not wrong, "panel (shown, expected): " + json.dumps(wrong, indent=1)
+    platforms = {s["metric"]["platform"] for s in prometheus.series(panel("bot-red", "QPS by platform"))}
+    assert platforms == {"api", "telegram"}
+
+
+def test_sidecar_panels_count_429s_apart_from_errors(stack: Stack, measured: Seen) -> None:
+    prometheus = stack.prometheus
+    answered = measured.total()
+    checks = {
+        "Requests per second": (value(prometheus, panel("sidecar", "Requests per second")), answered / WINDOW_SECONDS),
+        "Rate limited per second": (value(prometheus, panel("sidecar", "Rate limited per second")), GREEDY / WINDOW_SECONDS),
+        "Rate limited by rule": (
+            value(prometheus, panel("sidecar", "Rate limited by rule"), rule="greedy_client"), GREEDY / WINDOW_SECONDS),
+        "Error ratio: stable": (
+            value(prometheus, panel("sidecar", "Error ratio: canary vs stable"), upstream="stable"), FAILURES / answered),
+        "Requests by upstream: stable": (
+            value(prometheus, panel("sidecar", "Requests by upstream"), upstream="stable"), answered / WINDOW_SECONDS),
+        "Responses by status and upstream: 429": (
+            value(prometheus, panel("sidecar", "Responses by status and upstream"), upstream="stable", status="429"),
+            GREEDY / WINDOW_SECONDS),
+        "Responses by status and upstream: 503": (
+            value(prometheus, panel("sidecar", "Responses by status and upstream"), upstream="stable", status="503"),
+            FAILURES / WINDOW_SECONDS),
+        "Responses by status and upstream: 400": (
+            value(prometheus, panel("sidecar", "Responses by status and upstream"), upstream="stable", status="400"),
+            MISTAKES / WINDOW_SECONDS),
+    }
+    wrong = {name: got for name, got in checks.items() if not close(*got)}
+    assert not wrong, "panel (shown, expected): " + json.dumps(wrong, indent=1)
+
+
+def test_availability_rules_and_slo_panels_read_the_5xx_share_at_the_edge(stack: Stack, measured: Seen) -> None:
+    """Every window covers the whole run, so every availability SLI is the same known share."""
+    prometheus = stack.prometheus
+    slo = load_slo()
+    share = FAILURES / measured.total()  # 429s are answers, not errors: they stay in the denominator
+    checks = {}
+    for window in (*slo.windows, slo.period):
+        checks[sli_name("availability", window)] = (value(prometheus, sli_name("availability", window)), share)
+    checks["budget left"] = (
+        value(prometheus, "botwatch:availability_budget_remaining:ratio"), 1 - share / slo.availability.budget)
+    checks["Availability now (5m)"] = (value(prometheus, panel("slo", "Availability now (5m)")), 1 - share)
+    for ref in "ABC":  # 5m, 1h and the period
+        checks[f"Availability SLI [{ref}]"] = (value(prometheus, panel("slo", "Availability SLI", ref)), 1 - share)
+    for ref, window in zip("ABCDEFG", slo.windows):
+        checks[f"burn rate {window}"] = (
+            value(prometheus, panel("slo", "Availability burn rate per window", ref)), share / slo.availability.budget)
+    wrong = {name: got for name, got in checks.items() if not close(*got)}
+    assert not wrong, "(shown, expected): " + json.dumps(wrong, indent=1)
+
