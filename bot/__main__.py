@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.errors import ConfigError
-from bot.runtime import run_service
 from bot.settings import load_settings
+from servicekit.runtime import run_service
 
 if TYPE_CHECKING:
     from bot.platforms.base import EnabledPlatform
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return dlq_main(args[1:])
     from bot.platforms.registry import load_platforms
-    from bot.telemetry.logs import configure_logging
+    from servicekit.logs import configure_logging
 
     try:
         settings = load_settings(os.environ)

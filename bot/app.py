@@ -52,9 +52,9 @@ from bot.platforms.registry import discover_plugins
 from bot.sessions.base import SessionStore
 from bot.sessions.memory import MemorySessionStore
 from bot.settings import Settings
-from bot.telemetry.logs import AccessLog
 from bot.telemetry.metrics import BotMetrics
-from bot.telemetry.tracing import create_tracer_provider
+from servicekit.logs import AccessLog
+from servicekit.tracing import create_tracer_provider
 
 
 def create_app(
@@ -138,8 +138,8 @@ def _session_store(given: SessionStore | None) -> CleanupCtx:
             app[sessions_key] = memory
             yield
             return
-        from bot.redis_pool import redis_client
         from bot.sessions.redis import RedisSessionStore
+        from servicekit.redis_pool import redis_client
 
         client = redis_client(settings.redis_url.get_secret_value())
         store = RedisSessionStore(client, settings.session_ttl_seconds)

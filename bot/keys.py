@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import aiohttp
 from aiohttp import web
 from opentelemetry.trace import Tracer
@@ -16,8 +15,8 @@ from bot.intake import Intake
 from bot.platforms.base import GroupRobot, PlatformAdapter
 from bot.sessions.base import SessionStore
 from bot.settings import Settings
-from bot.telemetry.logs import AccessLog
 from bot.telemetry.metrics import BotMetrics
+from servicekit.logs import AccessLog
 
 settings_key = web.AppKey("settings", Settings)
 metrics_key = web.AppKey("metrics", BotMetrics)

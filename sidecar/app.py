@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from bot.telemetry.tracing import create_tracer_provider
+from servicekit.tracing import create_tracer_provider
 from sidecar import __version__
 from sidecar.accesslog import AccessLog
 from sidecar.admin import json_errors, setup_routes

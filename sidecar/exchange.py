@@ -9,7 +9,7 @@ import re
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from bot.http.ids import SAFE_ID_PATTERN
+from servicekit.ids import SAFE_ID_PATTERN
 from sidecar import responses
 from sidecar.canary import user_from_chat_body, user_key
 from sidecar.responses import LocalError, render
@@ -391,7 +391,7 @@ class Exchange:
         if access_log is not None:
             method = self.method.decode("latin-1")
             path = self.target.partition(b"?")[0][:512].decode("utf-8", "replace")
-            # Already nested as ECS, so the formatter only serialises it (bot.telemetry.logs).
+            # Already nested as ECS, so the formatter only serialises it (servicekit.logs).
             document = {
                 "http": {"request": {"method": method, "id": self.request_id}, "response": {"status_code": self.status}},
                 "url": {"path": path},

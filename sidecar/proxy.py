@@ -9,7 +9,7 @@ from time import perf_counter
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from bot.addresses import address_in
+from servicekit.addresses import address_in
 from sidecar import responses
 from sidecar.accesslog import AccessLog
 from sidecar.canary import CanarySplit

@@ -11,9 +11,9 @@ import aiohttp
 import orjson
 
 from bot.backends.circuit import CircuitBreaker
-from bot.retry_after import parse_retry_after
 from bot.errors import BackendBadResponse, BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import Completion, Turn
+from servicekit.retry_after import parse_retry_after
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 

@@ -13,10 +13,10 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from bot.redis_pool import redis_client
 from bot.delivery.base import Job, message_from_dict, message_to_dict
 from bot.errors import DependencyUnavailable
 from bot.messages import InboundMessage
+from servicekit.redis_pool import redis_client
 
 T = TypeVar("T")
 
@@ -164,7 +164,7 @@ class RedisQueue:
 
     @classmethod
     def from_url(cls, url: str, dedup_ttl: float, *, max_connections: int = 64, **kwargs: Any) -> RedisQueue:
-        """A queue with its own connection pool (see bot.redis_pool)."""
+        """A queue with its own connection pool (see servicekit.redis_pool)."""
         return cls(redis_client(url, max_connections=max_connections, decode_responses=True), dedup_ttl, **kwargs)
 
     def _job_key(self, job_id: str) -> str:

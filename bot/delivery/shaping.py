@@ -73,8 +73,8 @@ class OutboundShaper:
 
     @classmethod
     def in_redis(cls, url: str) -> OutboundShaper:
-        """Budgets every replica pointed at this Redis draws on together (client recipe: bot.redis_pool)."""
-        from bot.redis_pool import redis_client
+        """Budgets every replica pointed at this Redis draws on together (client recipe: servicekit.redis_pool)."""
+        from servicekit.redis_pool import redis_client
 
         client = redis_client(url)
         storage = RedisStorage(

@@ -18,7 +18,7 @@ from bot.errors import BackendError, DependencyUnavailable
 from bot.messages import Reply
 from bot.platforms.base import DeliveryFailed, PlatformAdapter
 from bot.telemetry.metrics import BotMetrics
-from bot.telemetry.tracing import propagator
+from servicekit.tracing import propagator
 
 log = logging.getLogger("bot.delivery")
 

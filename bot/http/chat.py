@@ -10,10 +10,9 @@ import orjson
 from aiohttp import web
 
 from bot.errors import MessageTooLong, PayloadInvalid, PayloadTooLarge, Unauthorized, UnsupportedMediaType
-from bot.http.ids import is_safe_id
 from bot.http.responses import json_response
 from bot.keys import conversation_key, request_id_key, settings_key
-
+from servicekit.ids import is_safe_id
 
 
 def authorize(request: web.Request, keys: tuple[str, ...]) -> None:

@@ -14,10 +14,10 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from bot.errors import BotError, WebhookRejected, status_of
-from bot.http.ids import is_safe_id
 from bot.http.responses import error_response
 from bot.keys import access_log_key, metrics_key, request_id_key, route_platforms_key, tracer_key
-from bot.telemetry.tracing import extract_context
+from servicekit.ids import is_safe_id
+from servicekit.tracing import extract_context
 
 log = logging.getLogger("bot.http")
 # aiohttp's own HTTP errors, named like ours so clients see one vocabulary.

@@ -11,8 +11,8 @@ from multidict import CIMultiDict
 
 from bot.errors import WebhookRejected
 from bot.keys import adapters_key, intake_key, metrics_key, route_platforms_key, settings_key
-from bot.addresses import IPNetwork, address_in
 from bot.platforms.base import EnabledPlatform, WebhookRequest
+from servicekit.addresses import IPNetwork, address_in
 
 
 def client_ip(request: web.Request, trusted: Sequence[IPNetwork]) -> str:

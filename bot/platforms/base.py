@@ -16,9 +16,9 @@ import aiohttp
 from limits import parse_many
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
 
-from bot.addresses import IPNetwork
 from bot.errors import ConfigError
 from bot.messages import InboundMessage, Reply
+from servicekit.addresses import IPNetwork
 
 
 @dataclass(frozen=True, slots=True)
