@@ -36,3 +36,4 @@ alert_sink_key = web.AppKey("alert_sink", GroupRobot)
 workers_key = web.AppKey("workers", DeliveryWorkers)
 
 request_id_key = web.RequestKey("request_id", str)
+client_ip_key = web.RequestKey("client_ip", str)

@@ -9,7 +9,7 @@ from time import perf_counter
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from servicekit.addresses import address_in
+from servicekit.addresses import address_in, plain_address
 from sidecar import responses
 from sidecar.accesslog import AccessLog
 from sidecar.canary import CanarySplit
@@ -176,7 +176,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
-            self.peer_ip = str(peer[0])
+            self.peer_ip = plain_address(str(peer[0]))
             self.peer_ip_bytes = self.peer_ip.encode()
         self.trusted = self.proxy.is_trusted(self.peer_ip)
         self.last_activity = self.loop.time()
