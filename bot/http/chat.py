@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from bot.errors import MessageTooLong, PayloadInvalid, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from bot.errors import MessageTooLong, PayloadInvalid, PayloadTooLarge, UnsupportedMediaType
+from bot.http.auth import require_bearer
 from bot.http.responses import json_response
 from bot.keys import conversation_key, request_id_key, settings_key
 from servicekit.ids import is_safe_id
-
-
-def authorize(request: web.Request, keys: tuple[str, ...]) -> None:
-    """Require `Authorization: Bearer <key>` for one of the configured keys (any, for rotation)."""
-    if not keys:
-        return
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        raise Unauthorized("missing bearer token")
-    token = presented.strip().encode()
-    # Compare against every key, without stopping early, so timing reveals nothing.
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(token, key.encode())
-    if not matched:
-        raise Unauthorized("invalid bearer token")
 
 
 async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
@@ -61,7 +44,8 @@ def optional_id(body: dict[str, Any], name: str) -> str | None:
 
 async def chat(request: web.Request) -> web.Response:
     settings = request.app[settings_key]
-    authorize(request, settings.api_keys)
+    if settings.api_keys:
+        require_bearer(request, settings.api_keys)
     body = await read_json_object(request, settings.bot_max_body_bytes)
     message = body.get("message")
     if not isinstance(message, str):
