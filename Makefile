@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-services bench generate loadtest clean
+.PHONY: run test lint test-services bench generate loadtest clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python 3.11 (python3.11 or python3)"; exit 1; }
@@ -20,8 +20,14 @@ run: $(STAMP)
 test-services:
 	@scripts/ensure-services.sh
 
-test: $(STAMP) test-services
+test: lint $(STAMP) test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The house rules, checked: lint and import order, types, and the dependency contracts (pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Rules, dashboards and thresholds derived from slo.yaml; the generated files are committed.
 generate: $(STAMP)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import inspect
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from bot import __version__
@@ -30,21 +31,21 @@ from bot.http.webhooks import setup_webhook_routes
 from bot.intake import Intake
 from bot.keys import (
     access_log_key,
-    alert_sink_key,
     adapters_key,
-    intake_key,
-    queue_key,
-    workers_key,
+    alert_sink_key,
     backend_key,
     conversation_key,
     http_client_key,
+    intake_key,
     metrics_key,
+    queue_key,
     readiness_key,
     route_platforms_key,
     sessions_key,
     settings_key,
     started_at_key,
     tracer_key,
+    workers_key,
 )
 from bot.messages import InboundMessage
 from bot.platforms.base import EnabledPlatform, GroupRobot, PlatformAdapter, PlatformDeps
@@ -70,7 +71,9 @@ def create_app(
     platforms = dict(platforms or {})
     # Telemetry (outermost, so every answer is counted) also assigns the request id; without it
     # a lighter middleware does only that.
-    middlewares = [telemetry_middleware if settings.telemetry_enabled else request_id_middleware, error_middleware]
+    middlewares: list[Middleware] = [
+        telemetry_middleware if settings.telemetry_enabled else request_id_middleware, error_middleware
+    ]
     middlewares.append(body_deadline_middleware(settings.bot_read_timeout))
     app = web.Application(middlewares=middlewares, client_max_size=settings.bot_max_body_bytes)
     app[settings_key] = settings

@@ -32,7 +32,7 @@ access_log_key = web.AppKey("access_log", AccessLog)
 queue_key = web.AppKey("queue", InboundQueue)
 adapters_key = web.AppKey("adapters", dict[str, PlatformAdapter])
 intake_key = web.AppKey("intake", Intake)
-alert_sink_key = web.AppKey("alert_sink", GroupRobot)
+alert_sink_key: web.AppKey[GroupRobot] = web.AppKey("alert_sink")
 workers_key = web.AppKey("workers", DeliveryWorkers)
 
 request_id_key = web.RequestKey("request_id", str)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
 
-from bot.errors import ConfigError
+from servicekit.errors import ConfigError
 from servicekit.settings import EnvironSettings, environ_subset, split_csv
 
 

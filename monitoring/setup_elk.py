@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from elastic_transport import ApiError, TransportError
-from elasticsearch import AsyncElasticsearch
 
+from elasticsearch import AsyncElasticsearch
 from monitoring.slo import ROOT
 
 ELASTICSEARCH_DIR = ROOT / "elasticsearch"

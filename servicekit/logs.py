@@ -203,7 +203,7 @@ def configure_logging(
     The caller stops the returned writer at shutdown, which flushes what is queued.
     """
     # The caller's file and line are excluded from our lines: skip looking them up (logging HOWTO, "Optimization").
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
     lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()

@@ -33,7 +33,7 @@ def split_csv(value: object) -> object:
     return value
 
 
-def environ_subset(environ: Mapping[str, str], fields: Mapping[str, Any]) -> dict[str, str]:
+def environ_subset(environ: Mapping[str, str], fields: Mapping[str, Any]) -> dict[str, Any]:
     """Pick the variables that name a field, matching case-insensitively."""
     wanted = {name.lower() for name in fields}
     return {key.lower(): value for key, value in environ.items() if key.lower() in wanted}

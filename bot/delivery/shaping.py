@@ -79,7 +79,7 @@ class OutboundShaper:
         client = redis_client(url)
         storage = RedisStorage(
             "async+" + url, implementation="redispy", key_prefix="botwatch-outbound", wrap_exceptions=True,
-            connection_pool=client.connection_pool,
+            connection_pool=client.connection_pool,  # type: ignore[arg-type]  # limits types options as scalars
         )
         return cls(storage, close=client.aclose)
 

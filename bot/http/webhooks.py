@@ -48,5 +48,6 @@ def setup_webhook_routes(app: web.Application, platforms: dict[str, EnabledPlatf
     for name, enabled in platforms.items():
         handler = make_handler(name, enabled)
         for route in enabled.plugin.routes:
-            resource = app.router.add_route(route.method, route.path, handler)
-            app[route_platforms_key][resource.resource.canonical] = name
+            added = app.router.add_route(route.method, route.path, handler)
+            assert added.resource is not None  # add_route always creates or reuses a resource
+            app[route_platforms_key][added.resource.canonical] = name

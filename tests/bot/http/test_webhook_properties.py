@@ -31,10 +31,17 @@ from tests.bot.platforms.qq import fake_qq as qq_platform
 from tests.bot.platforms.slack import conftest as slack_platform
 from tests.bot.platforms.telegram import conftest as telegram_platform
 from tests.bot.platforms.wecom import conftest as wecom_platform
-from tests.support.hostile import (
-    encode, field_values, header_text, hostile_bodies, inner_bodies, json_values, mutated, odd_text,
-)
 from tests.support.bots import running_bot
+from tests.support.hostile import (
+    encode,
+    field_values,
+    header_text,
+    hostile_bodies,
+    inner_bodies,
+    json_values,
+    mutated,
+    odd_text,
+)
 from tests.support.ports import free_port
 from tests.support.raw_http import assert_clean_rejection_or_success, exchange
 
