@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
@@ -48,7 +47,7 @@ from bot.keys import (
     workers_key,
 )
 from bot.messages import InboundMessage
-from bot.platforms.base import EnabledPlatform, GroupRobot, PlatformAdapter, PlatformDeps
+from bot.platforms.base import AdapterHooks, EnabledPlatform, GroupRobot, PlatformAdapter, PlatformDeps
 from bot.platforms.registry import discover_plugins
 from bot.sessions.base import SessionStore
 from bot.sessions.memory import MemorySessionStore
@@ -226,9 +225,10 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
             submit=submit,
         )
         adapters: dict[str, PlatformAdapter] = {}
+        hooks: dict[str, AdapterHooks] = {}
         for name, enabled in platforms.items():
-            created = enabled.plugin.create(enabled.settings, deps)
-            adapters[name] = await created if inspect.isawaitable(created) else created
+            adapters[name] = enabled.plugin.create(enabled.settings, deps)
+            hooks[name] = AdapterHooks.of(name, adapters[name])
         app[adapters_key] = adapters
         # Replicas share the platforms' sending budgets through Redis; one process keeps them in memory.
         shaper = (OutboundShaper.in_memory() if settings.redis_url is None
@@ -245,22 +245,19 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
         app[workers_key] = workers
         app[intake_key] = Intake(app[queue_key], app[metrics_key], workers.notify)
         workers.start()
-        for name, adapter in adapters.items():
-            start = getattr(adapter, "start", None)
-            if start is not None:
-                await start()
-            check = getattr(adapter, "check", None)
-            if check is not None:
+        for name, hook in hooks.items():
+            if hook.start is not None:
+                await hook.start()
+            if hook.check is not None:
                 # A platform with its own connection (QQ's gateway) is part of readiness.
-                app[readiness_key].add(f"platform:{name}", check)
+                app[readiness_key].add(f"platform:{name}", hook.check)
         try:
             yield
         finally:
             await workers.stop(settings.bot_shutdown_timeout)
             await shaper.close()
-            for adapter in adapters.values():
-                close = getattr(adapter, "close", None)
-                if close is not None:
-                    await close()
+            for hook in hooks.values():
+                if hook.close is not None:
+                    await hook.close()
 
     return ctx
