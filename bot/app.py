@@ -80,7 +80,8 @@ def create_app(
     app[started_at_key] = time.monotonic()
     app[route_platforms_key] = {}
     app[readiness_key] = Readiness()
-    app[access_log_key] = AccessLog(settings.otel_service_name, __version__)
+    app[access_log_key] = AccessLog(settings.otel_service_name, __version__, "bot.access")
+    app.on_cleanup.append(_flush_access_log)
 
     app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_http_client)
@@ -94,6 +95,10 @@ def create_app(
     setup_routes(app)
     setup_webhook_routes(app, platforms)
     return app
+
+
+async def _flush_access_log(app: web.Application) -> None:
+    app[access_log_key].flush()
 
 
 def _group_robot(platform: str | None) -> GroupRobot:

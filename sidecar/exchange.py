@@ -402,7 +402,7 @@ class Exchange:
             if trace is not None:
                 document["trace"] = {"id": trace.trace_id}
                 document["span"] = {"id": trace.span_id}
-            access_log.record(f"{method} {path} {self.status}", document)
+            access_log.write(f"{method} {path} {self.status}", document)
 
 
 def _without_listed(parts: list[bytes], tokens: bytes) -> list[bytes]:

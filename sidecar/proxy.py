@@ -11,8 +11,8 @@ from time import perf_counter
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from servicekit.addresses import IPNetwork, address_in, plain_address
+from servicekit.logs import AccessLog
 from sidecar import responses
-from sidecar.accesslog import AccessLog
 from sidecar.canary import CanarySplit
 from sidecar.exchange import Exchange
 from sidecar.health import UpstreamHealth
