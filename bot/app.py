@@ -39,6 +39,7 @@ from bot.keys import (
     metrics_key,
     queue_key,
     readiness_key,
+    redis_key,
     route_platforms_key,
     sessions_key,
     settings_key,
@@ -85,6 +86,7 @@ def create_app(
 
     app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_session_store(sessions))
     app.cleanup_ctx.append(_model_backend(backend))
     app.cleanup_ctx.append(_conversation)
@@ -132,6 +134,23 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
 
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    """The process's one Redis client, shared by sessions, the queue and the sending budgets."""
+    settings = app[settings_key]
+    if settings.redis_url is None:
+        yield
+        return
+    from servicekit.redis_pool import redis_client
+
+    # Decoded replies: the queue reads strings, and sessions and budgets accept them.
+    client = redis_client(settings.redis_url.get_secret_value(), max_connections=128, decode_responses=True)
+    app[redis_key] = client
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
 def _session_store(given: SessionStore | None) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
@@ -146,16 +165,11 @@ def _session_store(given: SessionStore | None) -> CleanupCtx:
             yield
             return
         from bot.sessions.redis import RedisSessionStore
-        from servicekit.redis_pool import redis_client
 
-        client = redis_client(settings.redis_url.get_secret_value())
-        store = RedisSessionStore(client, settings.session_ttl_seconds)
+        store = RedisSessionStore(app[redis_key], settings.session_ttl_seconds)
         app[sessions_key] = store
         app[readiness_key].add("redis", store.check)
-        try:
-            yield
-        finally:
-            await client.aclose()
+        yield
 
     return ctx
 
@@ -206,7 +220,7 @@ async def _conversation(app: web.Application) -> AsyncIterator[None]:
 def _inbound_queue(given: InboundQueue | None) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        queue = given if given is not None else await open_inbound_queue(settings)
+        queue = given if given is not None else await open_inbound_queue(settings, redis=app.get(redis_key))
         app[queue_key] = queue
         app[readiness_key].add("queue", queue.check)
         try:
@@ -237,7 +251,7 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
         app[adapters_key] = adapters
         # Replicas share the platforms' sending budgets through Redis; one process keeps them in memory.
         shaper = (OutboundShaper.in_memory() if settings.redis_url is None
-                  else OutboundShaper.in_redis(settings.redis_url.get_secret_value()))
+                  else OutboundShaper.in_redis(settings.redis_url.get_secret_value(), app[redis_key]))
         workers = DeliveryWorkers(
             app[queue_key], adapters, app[conversation_key], app[metrics_key], app[tracer_key],
             policy=RetryPolicy(

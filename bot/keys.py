@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import redis.asyncio as aioredis
 from aiohttp import web
 from opentelemetry.trace import Tracer
 
@@ -22,6 +23,8 @@ settings_key = web.AppKey("settings", Settings)
 metrics_key = web.AppKey("metrics", BotMetrics)
 tracer_key = web.AppKey("tracer", Tracer)
 http_client_key = web.AppKey("http_client", aiohttp.ClientSession)
+# The process's one Redis client (one connection pool), present when REDIS_URL is set.
+redis_key: web.AppKey[aioredis.Redis] = web.AppKey("redis")
 sessions_key = web.AppKey("sessions", SessionStore)
 backend_key = web.AppKey("backend", ModelBackend)
 conversation_key = web.AppKey("conversation", Conversation)
