@@ -257,7 +257,11 @@ def _qq_found() -> tuple[Callable[[], FuzzRequest], ...]:
 
         return build
 
-    return event_typed(["GROUP_AT_MESSAGE_CREATE"]), event_typed({"a": 1})
+    def lone_surrogate() -> FuzzRequest:
+        body = qq_platform.encode(qq_platform.event("group_at_message_create.json") | {"id": "\ud800"})
+        return FuzzRequest("POST", "/qq/callback", qq_platform.signed_headers(body), body)
+
+    return event_typed(["GROUP_AT_MESSAGE_CREATE"]), event_typed({"a": 1}), lone_surrogate
 
 
 # Replies to fuzzed messages that do get through go here, where nothing listens (once each).
