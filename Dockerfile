@@ -13,11 +13,13 @@ RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin botwa
 # Dependencies first, so a code change does not reinstall them.
 COPY pyproject.toml ./
 COPY bot/__init__.py bot/__init__.py
+COPY servicekit/__init__.py servicekit/__init__.py
 COPY sidecar/__init__.py sidecar/__init__.py
 COPY monitoring/__init__.py monitoring/__init__.py
 RUN pip install -e .
 
 COPY bot bot
+COPY servicekit servicekit
 COPY sidecar sidecar
 COPY monitoring monitoring
 COPY slo.yaml ./

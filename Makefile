@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The vendors' TypeScript types the config checks compile against (package.json, package-lock.json).
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: run test test-services bench generate loadtest clean
+.PHONY: run test lint test-services bench generate loadtest clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python 3.11 (python3.11 or python3)"; exit 1; }
@@ -33,8 +33,14 @@ $(CRD_SCHEMAS): tests/deploy/schemas/package-lock.json
 	@command -v npm >/dev/null || { echo "need Node.js 20+ and npm (apt-get install nodejs npm)"; exit 1; }
 	npm ci --prefix tests/deploy/schemas --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@
 
-test: $(STAMP) $(NODE_STAMP) $(CRD_SCHEMAS) test-services
+test: lint $(STAMP) $(NODE_STAMP) $(CRD_SCHEMAS) test-services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The house rules, checked: lint and import order, types, and the dependency contracts (pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Rules, dashboards and thresholds derived from slo.yaml; the generated files are committed.
 generate: $(STAMP)

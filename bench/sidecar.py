@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 import statistics
-from collections.abc import Callable
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 

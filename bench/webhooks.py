@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.machine import append_results
 from bench.wrk import run_wrk, write_requests
 from loadtest.platforms.registry import PLATFORMS, builder
-from loadtest.scrape import histogram_quantile, scrape
+from loadtest.scrape import LabelFilter, histogram_quantile, scrape
 from tests.support.ports import free_port
 from tests.support.processes import Process, python_module
 
@@ -77,7 +77,7 @@ def main() -> None:
             api.stop()
     per_platform = []
     for name in PLATFORMS:
-        buckets = snapshot.buckets("bot_ack_duration_seconds", lambda labels, name=name: labels.get("platform") == name)
+        buckets = snapshot.buckets("bot_ack_duration_seconds", _on_platform(name))
         if buckets:
             per_platform.append(f"{name} {histogram_quantile(0.99, buckets) * 1000:.1f}")
     ok = result.errors == 0 and result.rps >= 500 and result.p99_ms < TARGET_ACK_P99_MS
@@ -101,3 +101,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _on_platform(name: str) -> LabelFilter:
+    return lambda labels: labels.get("platform") == name

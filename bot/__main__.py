@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.errors import ConfigError
-from bot.runtime import run_service
 from bot.settings import check_paths, load_settings
+from servicekit.runtime import run_service
 
 if TYPE_CHECKING:
     from bot.platforms.base import EnabledPlatform
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return dlq_main(args[1:])
     build_parser().parse_args(args)
     from bot.platforms.registry import load_platforms
-    from bot.telemetry.logs import configure_logging
+    from servicekit.logs import configure_logging
 
     try:
         settings = load_settings(os.environ)

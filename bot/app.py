@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-import inspect
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from bot import __version__
@@ -30,31 +30,32 @@ from bot.http.webhooks import setup_webhook_routes
 from bot.intake import Intake
 from bot.keys import (
     access_log_key,
-    alert_sink_key,
     adapters_key,
-    intake_key,
-    queue_key,
-    workers_key,
+    alert_sink_key,
     backend_key,
     conversation_key,
     http_client_key,
+    intake_key,
     metrics_key,
+    queue_key,
     readiness_key,
+    redis_key,
     route_platforms_key,
     sessions_key,
     settings_key,
     started_at_key,
     tracer_key,
+    workers_key,
 )
 from bot.messages import InboundMessage
-from bot.platforms.base import EnabledPlatform, GroupRobot, PlatformAdapter, PlatformDeps
+from bot.platforms.base import AdapterHooks, EnabledPlatform, GroupRobot, PlatformAdapter, PlatformDeps
 from bot.platforms.registry import discover_plugins
 from bot.sessions.base import SessionStore
 from bot.sessions.memory import MemorySessionStore
 from bot.settings import Settings
-from bot.telemetry.logs import AccessLog
 from bot.telemetry.metrics import BotMetrics
-from bot.telemetry.tracing import create_tracer_provider
+from servicekit.logs import AccessLog
+from servicekit.tracing import create_tracer_provider
 
 
 def create_app(
@@ -70,7 +71,9 @@ def create_app(
     platforms = dict(platforms or {})
     # Telemetry (outermost, so every answer is counted) also assigns the request id; without it
     # a lighter middleware does only that.
-    middlewares = [telemetry_middleware if settings.telemetry_enabled else request_id_middleware, error_middleware]
+    middlewares: list[Middleware] = [
+        telemetry_middleware if settings.telemetry_enabled else request_id_middleware, error_middleware
+    ]
     middlewares.append(body_deadline_middleware(settings.bot_read_timeout))
     app = web.Application(middlewares=middlewares, client_max_size=settings.bot_max_body_bytes)
     app[settings_key] = settings
@@ -78,10 +81,12 @@ def create_app(
     app[started_at_key] = time.monotonic()
     app[route_platforms_key] = {}
     app[readiness_key] = Readiness()
-    app[access_log_key] = AccessLog(settings.otel_service_name, __version__)
+    app[access_log_key] = AccessLog(settings.otel_service_name, __version__, "bot.access")
+    app.on_cleanup.append(_flush_access_log)
 
     app.cleanup_ctx.append(_tracing)
     app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_session_store(sessions))
     app.cleanup_ctx.append(_model_backend(backend))
     app.cleanup_ctx.append(_conversation)
@@ -92,6 +97,10 @@ def create_app(
     setup_routes(app)
     setup_webhook_routes(app, platforms)
     return app
+
+
+async def _flush_access_log(app: web.Application) -> None:
+    app[access_log_key].flush()
 
 
 def _group_robot(platform: str | None) -> GroupRobot:
@@ -125,6 +134,23 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
 
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    """The process's one Redis client, shared by sessions, the queue and the sending budgets."""
+    settings = app[settings_key]
+    if settings.redis_url is None:
+        yield
+        return
+    from servicekit.redis_pool import redis_client
+
+    # Decoded replies: the queue reads strings, and sessions and budgets accept them.
+    client = redis_client(settings.redis_url.get_secret_value(), max_connections=128, decode_responses=True)
+    app[redis_key] = client
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
 def _session_store(given: SessionStore | None) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
@@ -138,17 +164,12 @@ def _session_store(given: SessionStore | None) -> CleanupCtx:
             app[sessions_key] = memory
             yield
             return
-        from bot.redis_pool import redis_client
         from bot.sessions.redis import RedisSessionStore
 
-        client = redis_client(settings.redis_url.get_secret_value())
-        store = RedisSessionStore(client, settings.session_ttl_seconds)
+        store = RedisSessionStore(app[redis_key], settings.session_ttl_seconds)
         app[sessions_key] = store
         app[readiness_key].add("redis", store.check)
-        try:
-            yield
-        finally:
-            await client.aclose()
+        yield
 
     return ctx
 
@@ -199,7 +220,7 @@ async def _conversation(app: web.Application) -> AsyncIterator[None]:
 def _inbound_queue(given: InboundQueue | None) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[settings_key]
-        queue = given if given is not None else await open_inbound_queue(settings)
+        queue = given if given is not None else await open_inbound_queue(settings, redis=app.get(redis_key))
         app[queue_key] = queue
         app[readiness_key].add("queue", queue.check)
         try:
@@ -223,13 +244,14 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
             submit=submit,
         )
         adapters: dict[str, PlatformAdapter] = {}
+        hooks: dict[str, AdapterHooks] = {}
         for name, enabled in platforms.items():
-            created = enabled.plugin.create(enabled.settings, deps)
-            adapters[name] = await created if inspect.isawaitable(created) else created
+            adapters[name] = enabled.plugin.create(enabled.settings, deps)
+            hooks[name] = AdapterHooks.of(name, adapters[name])
         app[adapters_key] = adapters
         # Replicas share the platforms' sending budgets through Redis; one process keeps them in memory.
         shaper = (OutboundShaper.in_memory() if settings.redis_url is None
-                  else OutboundShaper.in_redis(settings.redis_url.get_secret_value()))
+                  else OutboundShaper.in_redis(settings.redis_url.get_secret_value(), app[redis_key]))
         workers = DeliveryWorkers(
             app[queue_key], adapters, app[conversation_key], app[metrics_key], app[tracer_key],
             policy=RetryPolicy(
@@ -242,22 +264,19 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
         app[workers_key] = workers
         app[intake_key] = Intake(app[queue_key], app[metrics_key], workers.notify)
         workers.start()
-        for name, adapter in adapters.items():
-            start = getattr(adapter, "start", None)
-            if start is not None:
-                await start()
-            check = getattr(adapter, "check", None)
-            if check is not None:
+        for name, hook in hooks.items():
+            if hook.start is not None:
+                await hook.start()
+            if hook.check is not None:
                 # A platform with its own connection (QQ's gateway) is part of readiness.
-                app[readiness_key].add(f"platform:{name}", check)
+                app[readiness_key].add(f"platform:{name}", hook.check)
         try:
             yield
         finally:
             await workers.stop(settings.bot_shutdown_timeout)
             await shaper.close()
-            for adapter in adapters.values():
-                close = getattr(adapter, "close", None)
-                if close is not None:
-                    await close()
+            for hook in hooks.values():
+                if hook.close is not None:
+                    await hook.close()
 
     return ctx

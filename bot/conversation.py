@@ -13,7 +13,7 @@ from bot.errors import BackendError
 from bot.messages import Completion, Turn
 from bot.sessions.base import SessionStore
 from bot.telemetry.metrics import BotMetrics
-from bot.telemetry.tracing import exemplar
+from servicekit.tracing import exemplar
 
 
 class Conversation:

@@ -1,7 +1,6 @@
 """The bot's exceptions, each carrying the HTTP status and stable code it maps to.
 
     BotError
-    ├── ConfigError                 (start-up only; never reaches HTTP)
     ├── RequestInvalid         400  bad_request
     │   ├── PayloadInvalid     400  invalid_payload
     │   ├── MessageTooLong     400  message_too_long
@@ -17,16 +16,14 @@
         ├── BackendUnavailable 503  model_unavailable
         └── BackendTimeout     504  model_timeout
     DependencyUnavailable      503  dependency_unavailable (Redis, queue)
+    ConfigError                     (servicekit.errors; start-up only, never reaches HTTP)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-if TYPE_CHECKING:
-    from pydantic import ValidationError
-
-_SECRET_HINTS = ("key", "secret", "token", "password", "redis_url")
+from servicekit.errors import ConfigError as ConfigError  # re-exported: the bot's start-up errors
 
 
 class BotError(Exception):
@@ -41,20 +38,6 @@ class BotError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {}
-
-
-class ConfigError(BotError):
-    code = "config_error"
-
-    @classmethod
-    def from_validation(cls, exc: ValidationError, prefix: str = "") -> ConfigError:
-        """Name each bad setting; echo its value only when it cannot be a secret."""
-        parts = []
-        for error in exc.errors():
-            name = prefix + (str(error["loc"][0]).upper() if error["loc"] else "?")
-            shown = "" if any(h in name.lower() for h in _SECRET_HINTS) else f" (got {error.get('input')!r})"
-            parts.append(f"{name}: {error['msg']}{shown}")
-        return cls("invalid settings: " + "; ".join(parts))
 
 
 class RequestInvalid(BotError):

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from bot.delivery.base import InboundQueue
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage
-from bot.addresses import address_in
-from bot.platforms.base import IPNetwork, PlatformAdapter, WebhookRequest, WebhookResponse
+from bot.platforms.base import PlatformAdapter, WebhookRequest, WebhookResponse
 from bot.telemetry.metrics import BotMetrics
-from bot.telemetry.tracing import traceparent
+from servicekit.addresses import IPNetwork, address_in
+from servicekit.tracing import traceparent
 
 
 class Intake:

@@ -5,36 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bot.errors import ConfigError
-
-
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+from servicekit.errors import ConfigError
+from servicekit.settings import EnvironSettings, check_redis_url, environ_subset, split_csv
 
 
-def check_redis_url(value: SecretStr | None) -> SecretStr | None:
-    """A Redis URL redis-py can open; the message never repeats it (it may hold a password)."""
-    if value is not None and urlsplit(value.get_secret_value()).scheme not in REDIS_SCHEMES:
-        raise ValueError("must be a redis://, rediss:// or unix:// URL")
-    return value
-
-
-def split_csv(value: object) -> object:
-    """Accept a comma-separated string where a list is expected."""
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
-
-
-class Settings(BaseSettings):
+class Settings(EnvironSettings):
     """Everything the bot reads from its environment, validated at start-up."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
     bot_host: str = "127.0.0.1"
     bot_port: int = Field(18789, ge=0, le=65535)
@@ -124,27 +104,9 @@ class Settings(BaseSettings):
                 raise ValueError("must be the http(s) API base, e.g. https://api.openai.com/v1")
         return value
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment arrives as an argument to load_settings, so tests never touch os.environ.
-        return (init_settings,)
-
     @property
     def api_keys(self) -> tuple[str, ...]:
         return tuple(key.get_secret_value() for key in self.bot_api_key)
-
-
-def environ_subset(environ: Mapping[str, str], fields: Mapping[str, Any]) -> dict[str, str]:
-    """Pick the variables that name a field, matching case-insensitively."""
-    wanted = {name.lower() for name in fields}
-    return {key.lower(): value for key, value in environ.items() if key.lower() in wanted}
 
 
 def check_paths(settings: Settings) -> None:

@@ -1,7 +1,16 @@
 """Bot RED: is the bot answering, how fast, how often wrongly, and is each platform inside its ACK deadline?"""
 
 from monitoring.panels import (
-    RATE, dashboard, quantile, ratio_or_zero, selector, stat, steps, target, targets, timeseries,
+    RATE,
+    dashboard,
+    quantile,
+    ratio_or_zero,
+    selector,
+    stat,
+    steps,
+    target,
+    targets,
+    timeseries,
 )
 from monitoring.rules import USER_TRAFFIC, number
 from monitoring.slo import load_slo
@@ -38,7 +47,7 @@ dashboard = dashboard(
             thresholds=steps("green", (latency_target, "red")),
         ),
         stat("In flight", "Requests being handled right now.",
-             [target(f'sum(bot_requests_in_flight{{instance=~"$instance"}})', "in flight")]),
+             [target('sum(bot_requests_in_flight{instance=~"$instance"})', "in flight")]),
         timeseries(
             "QPS by platform", "The guides' query, filtered by the variables above; the bot's own health checks and scrapes "
             "(platform=\"system\") left out, as the SLO rules do.",

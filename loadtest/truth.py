@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from loadtest.record import Outcome, RunRecord
-from loadtest.scrape import Labels, LabelFilter, Snapshot, bucket_index, bucket_label, histogram_quantile
+from loadtest.scrape import LabelFilter, Labels, Snapshot, bucket_index, bucket_label, histogram_quantile
 from loadtest.settings import CHAT_ROUTE
 
 # Timings taken by different processes sharing two cores differ by scheduling delays: runs here showed

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from monitoring.dashboards import dashboard_files
+from monitoring.dashboard_json import dashboard_files
 from monitoring.rules import rule_files
 from monitoring.slo import ROOT, SLO_FILE, load_slo, slo_file
 

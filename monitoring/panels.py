@@ -32,7 +32,10 @@ class PromTarget(Target):  # type: ignore[misc]
 
 
 def target(expr: str, legend: str = "", *, exemplar: bool = False, ref: str = "A") -> PromTarget:
-    return PromTarget(expr=expr, legendFormat=legend, refId=ref, datasource=DATASOURCE, exemplar=exemplar)
+    # The fields come from grafanalib's untyped Target, which mypy's attrs support cannot see.
+    return PromTarget(  # type: ignore[call-arg]
+        expr=expr, legendFormat=legend, refId=ref, datasource=DATASOURCE, exemplar=exemplar
+    )
 
 
 def targets(*pairs: tuple[str, str], exemplar: bool = False) -> list[PromTarget]:

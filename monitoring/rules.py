@@ -6,8 +6,8 @@ from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
-from bot.telemetry.metrics import LATENCY_BUCKETS
 from monitoring.slo import SLO, BurnRateAlert
+from servicekit.latency import LATENCY_BUCKETS
 
 # Health checks and scrapes are the bot's own plumbing, not the service users get.
 USER_TRAFFIC = 'platform!="system"'

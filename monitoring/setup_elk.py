@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-from elastic_transport import ApiError, TransportError
-from elasticsearch import AsyncElasticsearch
+from elastic_transport import TransportError
 
+from elasticsearch import ApiError, AsyncElasticsearch
 from monitoring.slo import ROOT
 
 ELASTICSEARCH_DIR = ROOT / "elasticsearch"

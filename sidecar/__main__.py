@@ -11,9 +11,9 @@ import sys
 
 from aiohttp import web
 
-from bot.errors import ConfigError
-from bot.runtime import run_service
-from bot.telemetry.logs import configure_logging
+from servicekit.errors import ConfigError
+from servicekit.logs import configure_logging
+from servicekit.runtime import run_service
 from sidecar import __version__
 from sidecar.app import create_app, upstream_urls
 from sidecar.keys import public_port_key

@@ -11,9 +11,9 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from bot.telemetry.tracing import create_tracer_provider
+from servicekit.logs import AccessLog
+from servicekit.tracing import create_tracer_provider
 from sidecar import __version__
-from sidecar.accesslog import AccessLog
 from sidecar.admin import json_errors, setup_routes
 from sidecar.canary import CanarySplit
 from sidecar.health import Prober, UpstreamHealth
@@ -139,8 +139,7 @@ async def _public_listener(app: web.Application) -> AsyncIterator[None]:
             connect_timeout=settings.sidecar_connect_timeout, loop=loop,
         )
     limiter = app[limiter_key]
-    access_logger = logging.getLogger("sidecar.access")
-    access_log = AccessLog(access_logger, loop) if settings.sidecar_access_log and access_logger.isEnabledFor(logging.INFO) else None
+    access_log = AccessLog(settings.sidecar_service_name, __version__, "sidecar.access")
     proxy = Proxy(
         metrics=app[metrics_key],
         pools=pools,
@@ -148,7 +147,7 @@ async def _public_listener(app: web.Application) -> AsyncIterator[None]:
         tracing=app[tracing_key],
         limiter=limiter if limiter.rules else None,
         canary=CanarySplit(settings.sidecar_canary_percent) if settings.canary_enabled else None,
-        access_log=access_log,
+        access_log=access_log if settings.sidecar_access_log and access_log.enabled else None,
         trusted_proxies=settings.sidecar_trusted_proxies,
         max_body=settings.sidecar_max_body_bytes,
         max_in_flight=settings.sidecar_max_in_flight,

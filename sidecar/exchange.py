@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import random
 import re
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from bot.http.ids import SAFE_ID_PATTERN
+from servicekit.addresses import client_address
+from servicekit.ids import SAFE_ID_PATTERN
 from sidecar import responses
 from sidecar.canary import user_from_chat_body, user_key
 from sidecar.responses import LocalError, render
@@ -108,7 +108,7 @@ class Exchange:
         else:
             self.request_id = "%032x" % random.getrandbits(128)
         if self.forwarded_for and self.conn.trusted:
-            self.client_ip = _last_hop(self.forwarded_for) or self.client_ip
+            self.client_ip = client_address(self.client_ip, self.forwarded_for.decode("latin-1"), p.trusted_proxies)
         if p.canary is not None:
             self.upstream_name = p.choose_upstream(user_key(self.user_header, None, self.client_ip))
         if self.error is not None:
@@ -391,7 +391,7 @@ class Exchange:
         if access_log is not None:
             method = self.method.decode("latin-1")
             path = self.target.partition(b"?")[0][:512].decode("utf-8", "replace")
-            # Already nested as ECS, so the formatter only serialises it (bot.telemetry.logs).
+            # Already nested as ECS, so the formatter only serialises it (servicekit.logs).
             document = {
                 "http": {"request": {"method": method, "id": self.request_id}, "response": {"status_code": self.status}},
                 "url": {"path": path},
@@ -402,16 +402,7 @@ class Exchange:
             if trace is not None:
                 document["trace"] = {"id": trace.trace_id}
                 document["span"] = {"id": trace.span_id}
-            access_log.record(f"{method} {path} {self.status}", document)
-
-
-def _last_hop(forwarded_for: bytes) -> str | None:
-    """The address the trusted proxy in front of us saw: the last X-Forwarded-For entry."""
-    last = forwarded_for.rpartition(b",")[2].strip().decode("latin-1")
-    try:
-        return str(ipaddress.ip_address(last))
-    except ValueError:
-        return None
+            access_log.write(f"{method} {path} {self.status}", document)
 
 
 def _without_listed(parts: list[bytes], tokens: bytes) -> list[bytes]:

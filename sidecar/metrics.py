@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client import gc_collector, platform_collector, process_collector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    gc_collector,
+    platform_collector,
+    process_collector,
+)
 
-from bot.telemetry.metrics import LATENCY_BUCKETS
+from servicekit.latency import LATENCY_BUCKETS
 from sidecar import __version__
 from sidecar.routes import BLOCKED, KNOWN_ROUTES, OTHER
 

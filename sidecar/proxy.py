@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from time import perf_counter
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from bot.addresses import address_in
+from servicekit.addresses import IPNetwork, address_in, plain_address
+from servicekit.logs import AccessLog
 from sidecar import responses
-from sidecar.accesslog import AccessLog
 from sidecar.canary import CanarySplit
 from sidecar.exchange import Exchange
 from sidecar.health import UpstreamHealth
 from sidecar.metrics import SidecarMetrics
 from sidecar.ratelimit import RateLimiter
-from sidecar.settings import IPNetwork
 from sidecar.tracing import Tracing
 from sidecar.upstream import UpstreamPool
 
@@ -95,7 +95,7 @@ class Proxy:
         self.draining = False
         self.connections: set[ClientConnection] = set()
         for name in pools:
-            metrics.in_flight.labels(name).set_function(lambda name=name: self.in_flight_by[name])
+            metrics.in_flight.labels(name).set_function(functools.partial(self.in_flight_by.__getitem__, name))
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._tick = min(1.0, read_timeout / 4, client_timeout / 4)
@@ -176,7 +176,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
-            self.peer_ip = str(peer[0])
+            self.peer_ip = plain_address(str(peer[0]))
             self.peer_ip_bytes = self.peer_ip.encode()
         self.trusted = self.proxy.is_trusted(self.peer_ip)
         self.last_activity = self.loop.time()

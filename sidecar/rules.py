@@ -11,7 +11,7 @@ import limits
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.errors import ConfigError
+from servicekit.errors import ConfigError
 from sidecar.routes import KNOWN_ROUTES, OTHER, Route
 
 KeyKind = Literal["client_ip", "api_key", "route", "platform"]

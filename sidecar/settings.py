@@ -8,20 +8,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.errors import ConfigError
-from bot.settings import Settings as BotSettings
-from bot.settings import check_redis_url, environ_subset, split_csv
+from servicekit.addresses import IPNetwork
+from servicekit.errors import ConfigError
+from servicekit.settings import EnvironSettings, check_redis_url, environ_subset, split_csv
 
 DEFAULT_RULES = Path(__file__).with_name("ratelimits.yaml")
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class Settings(BaseSettings):
+class Settings(EnvironSettings):
     """Everything the sidecar reads from its environment, validated at start-up."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
     sidecar_host: str = "127.0.0.1"
     sidecar_port: int = Field(8080, ge=0, le=65535)
@@ -90,9 +86,6 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
-
-    # The bot's rule: only the environment handed to load_settings counts, never os.environ.
-    settings_customise_sources = classmethod(BotSettings.settings_customise_sources.__func__)  # type: ignore[attr-defined]
 
     @property
     def canary_enabled(self) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,9 +12,10 @@ import aiohttp
 import orjson
 
 from bot.backends.circuit import CircuitBreaker
-from bot.retry_after import parse_retry_after
 from bot.errors import BackendBadResponse, BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import Completion, Turn
+from servicekit.backoff import backoff_delay
+from servicekit.retry_after import parse_retry_after
 
 log = logging.getLogger("bot.backends")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -104,7 +104,7 @@ class OpenAICompatBackend:
         """How long to wait before the next try, or None to give up."""
         if not exc.retryable or attempt >= self.max_retries:
             return None
-        backoff = random.uniform(0, min(self.retry_max_delay, 0.25 * 2**attempt))
+        backoff = backoff_delay(attempt, 0.25, self.retry_max_delay)
         if exc.retry_after is None:
             return backoff
         # A server asking for longer than we are willing to wait gets a clear 503 now.

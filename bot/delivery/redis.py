@@ -13,10 +13,10 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from bot.redis_pool import redis_client
 from bot.delivery.base import Job, message_from_dict, message_to_dict
 from bot.errors import DependencyUnavailable
 from bot.messages import InboundMessage
+from servicekit.redis_pool import redis_client
 
 T = TypeVar("T")
 
@@ -142,8 +142,10 @@ class RedisQueue:
         group: str = "workers",
         consumer: str | None = None,
         clock: Callable[[], float] = time.time,
+        owns_client: bool = False,
     ) -> None:
         self._redis = client
+        self._owns_client = owns_client  # a client shared with the rest of the process is closed by its opener
         self.dedup_ttl = dedup_ttl
         self.prefix = prefix
         self.group = group
@@ -164,8 +166,9 @@ class RedisQueue:
 
     @classmethod
     def from_url(cls, url: str, dedup_ttl: float, *, max_connections: int = 64, **kwargs: Any) -> RedisQueue:
-        """A queue with its own connection pool (see bot.redis_pool)."""
-        return cls(redis_client(url, max_connections=max_connections, decode_responses=True), dedup_ttl, **kwargs)
+        """A queue with its own connection pool (see servicekit.redis_pool)."""
+        client = redis_client(url, max_connections=max_connections, decode_responses=True)
+        return cls(client, dedup_ttl, owns_client=True, **kwargs)
 
     def _job_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
@@ -324,7 +327,8 @@ class RedisQueue:
         await self._call(self._redis.ping)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        if self._owns_client:
+            await self._redis.aclose()
 
 
 def _job(job_id: str, fields: dict[str, str]) -> Job:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+
+from servicekit.backoff import backoff_delay
 
 
 @dataclass(frozen=True)
@@ -14,7 +15,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds before attempt number `attempt + 1`; a server's Retry-After wins when longer."""
-        backoff = random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+        backoff = backoff_delay(attempt, self.base_delay, self.max_delay)
         if retry_after is not None:
             return min(self.max_delay, max(backoff, retry_after))
         return backoff

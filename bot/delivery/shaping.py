@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -14,6 +14,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
 from bot.platforms.base import OutboundLimit
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("bot.delivery")
 
@@ -72,16 +75,17 @@ class OutboundShaper:
         return cls(LoopMemoryStorage())
 
     @classmethod
-    def in_redis(cls, url: str) -> OutboundShaper:
-        """Budgets every replica pointed at this Redis draws on together (client recipe: bot.redis_pool)."""
-        from bot.redis_pool import redis_client
+    def in_redis(cls, url: str, client: aioredis.Redis | None = None) -> OutboundShaper:
+        """Budgets every replica pointed at this Redis draws on together, on `client`'s pool when given."""
+        from servicekit.redis_pool import redis_client
 
-        client = redis_client(url)
+        owned = client is None
+        client = client if client is not None else redis_client(url)
         storage = RedisStorage(
             "async+" + url, implementation="redispy", key_prefix="botwatch-outbound", wrap_exceptions=True,
-            connection_pool=client.connection_pool,
+            connection_pool=client.connection_pool,  # type: ignore[arg-type]  # limits types options as scalars
         )
-        return cls(storage, close=client.aclose)
+        return cls(storage, close=client.aclose if owned else None)
 
     async def acquire(self, limits: Sequence[OutboundLimit]) -> float:
         """Take one slot in every budget and return 0, or return the seconds until the fullest has room.

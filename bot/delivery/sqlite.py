@@ -193,7 +193,7 @@ class SQLiteQueue:
         return await self._run(self._update, sql, params)
 
     async def purge(self, job_id: str | None = None) -> int:
-        sql, params = "DELETE FROM jobs WHERE state = 'dead'", ()
+        sql, params = "DELETE FROM jobs WHERE state = 'dead'", tuple[str, ...]()
         if job_id is not None:
             sql, params = sql + " AND id = ?", (job_id,)
         return await self._run(self._update, sql, params)

@@ -16,9 +16,9 @@ from bot.delivery.retry import RetryPolicy
 from bot.delivery.shaping import OutboundShaper
 from bot.errors import BackendError, DependencyUnavailable
 from bot.messages import Reply
-from bot.platforms.base import DeliveryFailed, PlatformAdapter
+from bot.platforms.base import DeliveryFailed, OutboundLimited, PlatformAdapter
 from bot.telemetry.metrics import BotMetrics
-from bot.telemetry.tracing import propagator
+from servicekit.tracing import propagator
 
 log = logging.getLogger("bot.delivery")
 
@@ -142,10 +142,9 @@ class DeliveryWorkers:
 
     async def _shaped(self, job: Job, adapter: PlatformAdapter, reply: Reply) -> bool:
         """Hold the reply back (not an attempt) while a platform sending budget it draws on is spent."""
-        outbound_limits = getattr(adapter, "outbound_limits", None)
-        if self.shaper is None or outbound_limits is None:
+        if self.shaper is None or not isinstance(adapter, OutboundLimited):
             return False
-        delay = await self.shaper.acquire(outbound_limits(reply))
+        delay = await self.shaper.acquire(adapter.outbound_limits(reply))
         if delay <= 0:
             return False
         self.metrics.outbound_shaped.labels(reply.inbound.platform).inc()

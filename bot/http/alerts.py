@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from aiohttp import web
 
 from bot.alerts.format import digest
-from bot.errors import BackendBadResponse, NotFound, Unauthorized
+from bot.errors import BackendBadResponse, NotFound
+from bot.http.auth import require_bearer
 from bot.http.chat import read_json_object
 from bot.http.responses import json_response
 from bot.keys import alert_sink_key, http_client_key, metrics_key, settings_key
@@ -30,9 +30,7 @@ async def alertmanager(request: web.Request) -> web.Response:
     if sink is None or settings.alerts_webhook_url is None:
         raise NotFound("alert forwarding is not configured")
     if settings.alerts_receiver_token is not None:
-        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode()
-        if not hmac.compare_digest(presented, settings.alerts_receiver_token.get_secret_value().encode()):
-            raise Unauthorized("invalid bearer token")
+        require_bearer(request, (settings.alerts_receiver_token.get_secret_value(),))
     payload = await read_json_object(request, settings.bot_max_body_bytes)
     summary = digest(payload)
     message = GroupMessage(

@@ -3,42 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from bot.errors import MessageTooLong, PayloadInvalid, PayloadTooLarge, Unauthorized, UnsupportedMediaType
-from bot.http.ids import is_safe_id
+from bot.errors import MessageTooLong, PayloadInvalid, PayloadTooLarge, UnsupportedMediaType
+from bot.http.auth import require_bearer
 from bot.http.responses import json_response
 from bot.keys import conversation_key, request_id_key, settings_key
+from servicekit.ids import is_safe_id
 
 
-
-def authorize(request: web.Request, keys: tuple[str, ...]) -> str:
-    """Require one of the configured keys (any, for rotation) as `Authorization: Bearer <key>` or `X-API-Key`.
-
-    Returns the caller's scope: conversations are kept apart per key ("open" when keys are off).
-    X-API-Key is accepted because the sidecar's `api_key` rate limits read it too.
-    """
+def caller_scope(request: web.Request, keys: tuple[str, ...]) -> str:
+    """The caller's scope: conversations are kept apart per API key ("open" when keys are off)."""
     if not keys:
         return "open"
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        presented = request.headers.get("X-API-Key", "")
-    if not presented.strip():
-        raise Unauthorized("missing bearer token or X-API-Key")
-    token = presented.strip().encode()
-    # Compare against every key, without stopping early, so timing reveals nothing.
-    matched = b""
-    for key in keys:
-        if hmac.compare_digest(token, key.encode()):
-            matched = token
-    if not matched:
-        raise Unauthorized("invalid bearer token")
+    matched = require_bearer(request, keys, x_api_key=True)
     # A digest, so the key itself is never part of a stored name.
     return "k" + hashlib.sha256(matched).hexdigest()[:24]
 
@@ -88,7 +70,7 @@ def optional_id(body: dict[str, Any], name: str) -> str | None:
 
 async def chat(request: web.Request) -> web.Response:
     settings = request.app[settings_key]
-    scope = authorize(request, settings.api_keys)
+    scope = caller_scope(request, settings.api_keys)
     body = await read_json_object(request, settings.bot_max_body_bytes)
     message = body.get("message")
     if not isinstance(message, str):

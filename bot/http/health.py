@@ -12,6 +12,7 @@ from bot import __version__
 from bot.http.responses import json_response
 from bot.keys import metrics_key, readiness_key, route_platforms_key, started_at_key
 
+
 async def health(request: web.Request) -> web.Response:
     """Liveness only: answers while the event loop runs, touching no dependency."""
     return web.Response(text="OK")

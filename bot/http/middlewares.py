@@ -14,10 +14,11 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from bot.errors import BotError, WebhookRejected, status_of
-from bot.http.ids import is_safe_id
+from bot.http.client_address import client_ip
 from bot.http.responses import error_response
 from bot.keys import access_log_key, metrics_key, request_id_key, route_platforms_key, tracer_key
-from bot.telemetry.tracing import extract_context
+from servicekit.ids import is_safe_id
+from servicekit.tracing import extract_context
 
 log = logging.getLogger("bot.http")
 # nginx's status for a request the client abandoned: counted apart, outside the 5xx error ratio.
@@ -94,6 +95,7 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
             {"trace_id": ids[0]} if span_context.trace_flags.sampled else None,
         )
         if span.is_recording():
+            span.set_attribute("client.address", client_ip(request))
             span.set_attribute("http.route", route)
             span.set_attribute("http.response.status_code", status)
         access_log = app[access_log_key]
@@ -110,7 +112,7 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
                     },
                     "url": {"path": request.path},
                     "event": {"duration": int(elapsed * 1e9)},
-                    "client": {"ip": request.remote},
+                    "client": {"ip": client_ip(request)},
                     "labels": {"platform": platform, "route": route},
                 },
                 ids,
@@ -163,7 +165,7 @@ def _render(
         metrics.webhook_rejected.labels(platform, exc.reason).inc()
         log.warning(
             "webhook rejected: %s", exc.reason,
-            extra={"labels.platform": platform, "labels.reason": exc.reason, "client.ip": request.remote},
+            extra={"labels.platform": platform, "labels.reason": exc.reason, "client.ip": client_ip(request)},
         )
     elif status >= 500:
         log.error("request failed: %s", code, extra={"error.code": code})

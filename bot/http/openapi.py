@@ -7,10 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from bot import __version__
-from bot.http.ids import SAFE_ID_PATTERN
 from bot.http.responses import json_response
 from bot.keys import settings_key
 from bot.settings import Settings
+from servicekit.ids import SAFE_ID_PATTERN
 
 _JSON = "application/json"
 

@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
 from bot.errors import WebhookRejected
-from bot.keys import adapters_key, intake_key, metrics_key, route_platforms_key, settings_key
-from bot.addresses import IPNetwork, address_in
+from bot.http.client_address import client_ip
+from bot.keys import adapters_key, intake_key, metrics_key, route_platforms_key
 from bot.platforms.base import EnabledPlatform, WebhookRequest
-
-
-def client_ip(request: web.Request, trusted: Sequence[IPNetwork]) -> str:
-    """The caller's address: X-Forwarded-For is believed only when the peer is a trusted proxy."""
-    remote = request.remote or ""
-    forwarded = request.headers.get("X-Forwarded-For")
-    if not forwarded or not address_in(remote, trusted):
-        return remote
-    # Walk from the right: the first address not a trusted proxy is the real client.
-    for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
-        if not address_in(hop, trusted):
-            return hop
-    return remote
-
 
 
 def make_handler(name: str, enabled: EnabledPlatform) -> Handler:
@@ -35,7 +20,6 @@ def make_handler(name: str, enabled: EnabledPlatform) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         app = request.app
-        settings = app[settings_key]
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -47,7 +31,7 @@ def make_handler(name: str, enabled: EnabledPlatform) -> Handler:
             query={k: v for k, v in request.query.items()},
             headers=CIMultiDict(request.headers),
             body=body,
-            remote=client_ip(request, settings.bot_trusted_proxies),
+            remote=client_ip(request),
             received_at=time.time(),
         )
         result = await app[intake_key].receive(app[adapters_key][name], webhook_request, allowed_ips)
@@ -64,5 +48,6 @@ def setup_webhook_routes(app: web.Application, platforms: dict[str, EnabledPlatf
     for name, enabled in platforms.items():
         handler = make_handler(name, enabled)
         for route in enabled.plugin.routes:
-            resource = app.router.add_route(route.method, route.path, handler)
-            app[route_platforms_key][resource.resource.canonical] = name
+            added = app.router.add_route(route.method, route.path, handler)
+            assert added.resource is not None  # add_route always creates or reuses a resource
+            app[route_platforms_key][added.resource.canonical] = name

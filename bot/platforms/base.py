@@ -3,10 +3,15 @@
 A platform is one package under `bot/platforms/<name>/` (settings.py, crypto.py, adapter.py,
 api.py) exposing `plugin = PlatformPlugin(...)`, registered under the `botwatch.platforms`
 entry-point group. The core never imports a platform by name.
+
+An adapter implements PlatformAdapter and, where it needs them, the optional capabilities
+Startable, Closable, Checkable and OutboundLimited; a plugin may also offer a GroupRobot sender.
+All of them are checked once, when the adapter is registered (AdapterHooks.of).
 """
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,9 +21,9 @@ import aiohttp
 from limits import parse_many
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
 
-from bot.addresses import IPNetwork
 from bot.errors import ConfigError
 from bot.messages import InboundMessage, Reply
+from servicekit.addresses import IPNetwork
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +139,75 @@ class PlatformAdapter(Protocol):
         """
         ...
 
-    # Optional: `async def start(self) -> None` (called once the app is up, e.g. to open a
-    # platform WebSocket), `async def close(self) -> None` (called at shutdown) and
-    # `async def check(self) -> None` (part of /ready: raise DependencyUnavailable when down).
-    # Optional: `def outbound_limits(self, reply: Reply) -> Sequence[OutboundLimit]`, the
-    # platform's sending budgets this reply counts against; the delivery worker holds the reply
-    # in the queue until every one has room, so the platform never throttles the bot.
+    # Optional capabilities: the Protocols below, found once by AdapterHooks.of at registration.
+
+
+@runtime_checkable
+class Startable(Protocol):
+    async def start(self) -> None:
+        """Called once the app is up (e.g. to open the platform's WebSocket); must return promptly."""
+        ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    async def close(self) -> None:
+        """Called at shutdown: release what start opened. Must not raise."""
+        ...
+
+
+@runtime_checkable
+class Checkable(Protocol):
+    async def check(self) -> None:
+        """Part of /ready: raise DependencyUnavailable while the platform's own connection is down."""
+        ...
+
+
+@runtime_checkable
+class OutboundLimited(Protocol):
+    def outbound_limits(self, reply: Reply) -> Sequence[OutboundLimit]:
+        """The platform's sending budgets this reply counts against (pure: no I/O).
+
+        The delivery worker holds the reply in the queue until every one has room, so the
+        platform never throttles the bot.
+        """
+        ...
+
+
+_ASYNC_HOOKS = ("start", "close", "check")
+
+
+@dataclass(frozen=True)
+class AdapterHooks:
+    """The optional capabilities of one adapter, found and checked once, when it is registered."""
+
+    start: Callable[[], Awaitable[None]] | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+    check: Callable[[], Awaitable[None]] | None = None
+    outbound_limits: Callable[[Reply], Sequence[OutboundLimit]] | None = None
+
+    @classmethod
+    def of(cls, name: str, adapter: object) -> AdapterHooks:
+        """Check `adapter` against PlatformAdapter and the capability Protocols; fail at start-up naming the gap."""
+        if not isinstance(adapter, PlatformAdapter):
+            missing = [m for m in ("name", "routes", "verify", "decode", "ack", "format", "send")
+                       if not hasattr(adapter, m)]
+            raise ConfigError(f"platform {name}: the adapter lacks {', '.join(missing)} (see PlatformAdapter)")
+        if adapter.name != name:
+            raise ConfigError(f"platform {name}: the adapter calls itself {adapter.name!r}")
+        for hook in _ASYNC_HOOKS:
+            value = getattr(adapter, hook, None)
+            if value is not None and not inspect.iscoroutinefunction(value):
+                raise ConfigError(f"platform {name}: {hook} must be an `async def` method")
+        limits = getattr(adapter, "outbound_limits", None)
+        if limits is not None and (not callable(limits) or inspect.iscoroutinefunction(limits)):
+            raise ConfigError(f"platform {name}: outbound_limits must be a plain method")
+        return cls(
+            start=adapter.start if isinstance(adapter, Startable) else None,
+            close=adapter.close if isinstance(adapter, Closable) else None,
+            check=adapter.check if isinstance(adapter, Checkable) else None,
+            outbound_limits=adapter.outbound_limits if isinstance(adapter, OutboundLimited) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -206,7 +274,8 @@ class PlatformPlugin:
     settings_type: type[PlatformSettings]
     required: tuple[str, ...]  # fields without which the platform is off
     routes: tuple[Route, ...]  # registered only when the platform is on
-    create: Callable[[Any, PlatformDeps], PlatformAdapter | Awaitable[PlatformAdapter]]
+    # The adapter's constructor (or any callable of that shape); work that needs the loop goes in `start`.
+    create: Callable[[Any, PlatformDeps], PlatformAdapter]
     # Posts to a group robot webhook, raising DeliveryFailed; None when the platform has none.
     group_robot: GroupRobot | None = None
 

@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bot.retry_after import parse_retry_after
 from bot.platforms.base import DeliveryFailed
+from servicekit.retry_after import parse_retry_after
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=10.0, sock_connect=3.0)
 

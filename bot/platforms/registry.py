@@ -20,6 +20,8 @@ def discover_plugins(extra: Iterable[PlatformPlugin] = ()) -> dict[str, Platform
         plugin = entry.load()
         if not isinstance(plugin, PlatformPlugin):
             raise ConfigError(f"entry point {entry.name!r} in {GROUP} is not a PlatformPlugin")
+        if plugin.name != entry.name:
+            raise ConfigError(f"entry point {entry.name!r} in {GROUP} registers a plugin named {plugin.name!r}")
         plugins[plugin.name] = plugin
     for plugin in extra:
         plugins[plugin.name] = plugin

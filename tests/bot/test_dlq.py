@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bot.delivery.store import open_inbound_queue
 from bot.delivery.base import InboundQueue
+from bot.delivery.store import open_inbound_queue
 from bot.messages import InboundMessage
 from bot.settings import load_settings
 from tests.support.processes import ROOT, python_module

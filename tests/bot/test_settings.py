@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from bot.errors import ConfigError
 from bot.settings import load_settings
@@ -42,5 +43,5 @@ def test_secrets_are_masked_in_repr() -> None:
 
 def test_settings_are_frozen() -> None:
     settings = load_settings({})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         settings.bot_port = 1  # type: ignore[misc]

@@ -5,7 +5,6 @@ published schema, and the manifests say what the code, slo.yaml and the README s
 from __future__ import annotations
 
 import copy
-import types
 import json
 import os
 import re
@@ -13,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

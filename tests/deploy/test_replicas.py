@@ -246,7 +246,7 @@ async def test_a_replica_killed_mid_traffic_loses_and_duplicates_no_reply(
         await asyncio.to_thread(supervisor.stop, 30)
     # Everything the supervisor started is gone with it.
     final = state(state_dir)
-    for name, pid in final["pids"].items():
+    for pid in final["pids"].values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
 

@@ -13,7 +13,13 @@ import pytest
 from aiohttp import web
 
 from tests.support.bots import (
-    TELEGRAM_HEADERS, TELEGRAM_SEND, TELEGRAM_WEBHOOK, BotProcesses, eventually, metric, telegram_update,
+    TELEGRAM_HEADERS,
+    TELEGRAM_SEND,
+    TELEGRAM_WEBHOOK,
+    BotProcesses,
+    eventually,
+    metric,
+    telegram_update,
 )
 from tests.support.fake_model import FakeModel
 from tests.support.fake_platform import FakePlatformAPI, Recorded

@@ -8,7 +8,13 @@ import aiohttp
 
 from bot.delivery.worker import FALLBACK_REPLY
 from tests.support.bots import (
-    TELEGRAM_HEADERS, TELEGRAM_SEND, TELEGRAM_WEBHOOK, BotProcesses, eventually, metric, telegram_update,
+    TELEGRAM_HEADERS,
+    TELEGRAM_SEND,
+    TELEGRAM_WEBHOOK,
+    BotProcesses,
+    eventually,
+    metric,
+    telegram_update,
 )
 from tests.support.fake_model import FakeModel
 from tests.support.fake_platform import FakePlatformAPI

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import aiohttp
 import orjson
 import pytest
 
 from tests.support.bots import (
-    TELEGRAM_HEADERS, TELEGRAM_SEND, TELEGRAM_WEBHOOK, BotProcesses, eventually, metric, run_dlq, telegram_update,
+    TELEGRAM_HEADERS,
+    TELEGRAM_SEND,
+    TELEGRAM_WEBHOOK,
+    BotProcesses,
+    eventually,
+    metric,
+    run_dlq,
+    telegram_update,
 )
 from tests.support.fake_platform import FakePlatformAPI
 

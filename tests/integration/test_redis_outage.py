@@ -10,7 +10,12 @@ import aiohttp
 import pytest
 
 from tests.support.bots import (
-    TELEGRAM_HEADERS, TELEGRAM_SEND, TELEGRAM_WEBHOOK, BotProcesses, eventually, telegram_update,
+    TELEGRAM_HEADERS,
+    TELEGRAM_SEND,
+    TELEGRAM_WEBHOOK,
+    BotProcesses,
+    eventually,
+    telegram_update,
 )
 from tests.support.fake_platform import FakePlatformAPI
 from tests.support.redis_server import RedisServer

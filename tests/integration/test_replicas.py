@@ -6,11 +6,18 @@ Both run as `python -m bot` with Telegram on, answering through a stand-in Bot A
 from __future__ import annotations
 
 import asyncio
+
 import aiohttp
 import redis
 
 from tests.support.bots import (
-    TELEGRAM_HEADERS, TELEGRAM_SEND, TELEGRAM_WEBHOOK, BotProcesses, eventually, metric, telegram_update,
+    TELEGRAM_HEADERS,
+    TELEGRAM_SEND,
+    TELEGRAM_WEBHOOK,
+    BotProcesses,
+    eventually,
+    metric,
+    telegram_update,
 )
 from tests.support.fake_platform import FakePlatformAPI
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ports import free_port
 from tests.loadtest.stack import StartBot, StartStack
+from tests.support.ports import free_port
 from tests.support.processes import ROOT, Process, python_module
 
 pytestmark = pytest.mark.slow

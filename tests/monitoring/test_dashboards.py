@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring.dashboards import dashboard_sources, render_dashboard
+from monitoring.dashboard_json import dashboard_sources, render_dashboard
 from monitoring.generate import generated_files
 from monitoring.slo import SLO_FILE, load_slo
 from tests.support.processes import ROOT

@@ -15,11 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring.dashboards import SCHEMA_VERSION
+from monitoring.dashboard_json import SCHEMA_VERSION
 from tests.deploy.test_compose import dotenv
 from tests.support.checks.elasticsearch import mapped_fields
 from tests.support.checks.grafana import (
-    check_schema_versions, current_schema_version, schema_package_version, typecheck_dashboards,
+    check_schema_versions,
+    current_schema_version,
+    schema_package_version,
+    typecheck_dashboards,
 )
 from tests.support.processes import ROOT
 

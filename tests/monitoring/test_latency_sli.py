@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from bot.telemetry.metrics import LATENCY_BUCKETS
 from monitoring.rules import sli_name
 from monitoring.slo import load_slo
+from servicekit.latency import LATENCY_BUCKETS
 from tests.support.ports import free_port
 from tests.support.processes import Process, python_module
 from tests.support.prometheus_server import PrometheusServer

@@ -2,51 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sidecar.accesslog import AccessLog
 from tests.sidecar.conftest import Running, fetch
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-def collecting_logger(name: str) -> tuple[logging.Logger, Collect]:
-    logger = logging.getLogger(name)
-    logger.propagate = False
-    handler = Collect()
-    logger.handlers = [handler]
-    logger.setLevel(logging.INFO)
-    return logger, handler
-
-
-async def test_records_are_handed_over_in_batches_keeping_their_own_time() -> None:
-    logger, handler = collecting_logger("test.accesslog.batches")
-    access = AccessLog(logger, asyncio.get_running_loop(), interval=0.05, max_batch=3)
-    made = time.time()
-    access.record("GET / 200", {"url": {"path": "/"}})
-    access.record("GET / 200", {"url": {"path": "/"}})
-    assert handler.records == [], "held until the batch fills or the interval passes"
-    access.record("GET / 200", {"url": {"path": "/"}})
-    assert len(handler.records) == 3, "a full batch goes at once"
-    access.record("POST /x 429", {"url": {"path": "/x"}})
-    await asyncio.sleep(0.1)
-    assert len(handler.records) == 4, "the interval flushes a partial batch"
-    assert handler.records[-1].getMessage() == "POST /x 429"
-    assert handler.records[-1].__dict__["ecs"] == {"url": {"path": "/x"}}
-    assert abs(handler.records[0].created - made) < 0.05
 
 
 def read_lines(path: Path, wanted: Callable[[dict[str, Any]], bool], count: int) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from bot.telemetry.metrics import LATENCY_BUCKETS
+from servicekit.latency import LATENCY_BUCKETS
 from sidecar.metrics import SidecarMetrics
 
 

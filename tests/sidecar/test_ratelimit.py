@@ -14,8 +14,8 @@ from sidecar.ratelimit import RateLimiter, credential_key
 from sidecar.routes import resolve
 from sidecar.rules import parse_rules
 from tests.sidecar.conftest import Running, fetch, metric
-from tests.support.raw_http import Answer
 from tests.support.ports import free_port
+from tests.support.raw_http import Answer
 
 CHAT = resolve(b"/api/v1/chat")[0]  # type: ignore[index]
 HEALTH = resolve(b"/health")[0]  # type: ignore[index]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import ConfigError
+from servicekit.errors import ConfigError
 from sidecar.routes import OTHER, resolve
 from sidecar.rules import load_rules, parse_rules
 from sidecar.settings import DEFAULT_RULES

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from bot.errors import ConfigError
+from servicekit.errors import ConfigError
 from sidecar.settings import DEFAULT_RULES, load_settings, origin_address
 
 

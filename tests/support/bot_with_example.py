@@ -9,7 +9,7 @@ from bot import __version__
 from bot.__main__ import serve
 from bot.platforms.registry import load_platforms
 from bot.settings import load_settings
-from bot.telemetry.logs import configure_logging
+from servicekit.logs import configure_logging
 from tests.bot.platforms.example import plugin
 
 

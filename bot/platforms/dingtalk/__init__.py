@@ -13,7 +13,7 @@ async def _group_robot(http: aiohttp.ClientSession, message: GroupMessage) -> No
 
 
 plugin = PlatformPlugin(
-    name="dingtalk",
+    name=DingTalkAdapter.name,
     env_prefix="DINGTALK_",
     settings_type=DingTalkSettings,
     required=("app_key", "app_secret"),

@@ -11,7 +11,13 @@ from yarl import URL
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage, Reply
 from bot.platforms.base import (
-    Decoded, DeliveryFailed, OutboundLimit, PlatformDeps, Route, WebhookRequest, WebhookResponse,
+    Decoded,
+    DeliveryFailed,
+    OutboundLimit,
+    PlatformDeps,
+    Route,
+    WebhookRequest,
+    WebhookResponse,
 )
 from bot.platforms.checks import json_object, secrets_match
 from bot.platforms.dingtalk.api import SESSION_GONE, DingTalkAPI, post_webhook, webhook_failure

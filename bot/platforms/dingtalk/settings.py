@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import SecretStr, field_validator
 
 from bot.platforms.base import PlatformSettings, RateLimits
-from bot.settings import split_csv
+from servicekit.settings import split_csv
 
 
 class DingTalkSettings(PlatformSettings):

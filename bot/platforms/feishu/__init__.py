@@ -14,7 +14,7 @@ async def _group_robot(http: aiohttp.ClientSession, message: GroupMessage) -> No
 
 
 plugin = PlatformPlugin(
-    name="feishu",
+    name=FeishuAdapter.name,
     env_prefix="FEISHU_",
     settings_type=FeishuSettings,
     required=("app_id", "app_secret", "verification_token"),

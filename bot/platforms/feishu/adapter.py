@@ -148,7 +148,7 @@ def _message_v2(event_id: str, event: dict[str, Any], received_at: float) -> Dec
     handle = {"message_id": str(message["message_id"]), "chat_id": str(message["chat_id"]),
               "chat_type": str(message.get("chat_type", ""))}
     return Decoded("message", messages=[InboundMessage(
-        platform="feishu", message_id=event_id, chat_id=handle["chat_id"], user_id=str(user), text=text,
+        platform=FeishuAdapter.name, message_id=event_id, chat_id=handle["chat_id"], user_id=str(user), text=text,
         received_at=received_at, reply_handle=handle,
     )])
 
@@ -162,6 +162,6 @@ def _message_v1(event_uuid: str, event: dict[str, Any], received_at: float) -> D
     handle = {"message_id": str(event["open_message_id"]), "chat_id": str(event["open_chat_id"]),
               "chat_type": str(event.get("chat_type", ""))}
     return Decoded("message", messages=[InboundMessage(
-        platform="feishu", message_id=event_uuid, chat_id=handle["chat_id"], user_id=str(event["open_id"]),
+        platform=FeishuAdapter.name, message_id=event_uuid, chat_id=handle["chat_id"], user_id=str(event["open_id"]),
         text=text, received_at=received_at, reply_handle=handle,
     )])

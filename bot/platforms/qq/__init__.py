@@ -7,7 +7,7 @@ from bot.platforms.qq.adapter import QQAdapter
 from bot.platforms.qq.settings import QQSettings
 
 plugin = PlatformPlugin(
-    name="qq",
+    name=QQAdapter.name,
     env_prefix="QQ_",
     settings_type=QQSettings,
     required=("app_id", "app_secret"),

@@ -178,7 +178,7 @@ def message_from_event(event: str, d: Any, received_at: float) -> InboundMessage
     if not text:
         return None
     return InboundMessage(
-        platform="qq", message_id=message_id, chat_id=target, user_id=user, text=text, received_at=received_at,
+        platform=QQAdapter.name, message_id=message_id, chat_id=target, user_id=user, text=text, received_at=received_at,
         reply_handle={"kind": kind, "target": target, "msg_id": message_id, "msg_seq": FIRST_REPLY_SEQ},
     )
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import random
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import orjson
 
 from bot.platforms.base import DeliveryFailed
 from bot.platforms.qq.api import QQApi
+from servicekit.backoff import backoff_delay
 
 log = logging.getLogger("bot.platforms.qq.gateway")
 
@@ -248,8 +248,8 @@ class QQGateway:
         if kind == "max":
             return self.backoff_max
         attempt, self._failures = self._failures, self._failures + 1
-        # Exponential with jitter, never below half the step: many bots restarting together spread out.
-        return min(self.backoff_max, self.backoff_base * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
+        # Never below half the step, yet jittered: many bots restarting together spread out.
+        return backoff_delay(attempt, self.backoff_base, self.backoff_max, least=0.5)
 
     def _set_state(self, state: GatewayState) -> None:
         self.state = state

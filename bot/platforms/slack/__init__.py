@@ -5,7 +5,7 @@ from bot.platforms.slack.adapter import SlackAdapter
 from bot.platforms.slack.settings import SlackSettings
 
 plugin = PlatformPlugin(
-    name="slack",
+    name=SlackAdapter.name,
     env_prefix="SLACK_",
     settings_type=SlackSettings,
     required=("signing_secret", "bot_token"),

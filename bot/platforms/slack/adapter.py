@@ -9,15 +9,13 @@ import orjson
 
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage, Reply
-from bot.platforms.base import Decoded, DeliveryFailed, PlatformDeps, Route, WebhookRequest, WebhookResponse
+from bot.platforms.base import Decoded, PlatformDeps, Route, WebhookRequest, WebhookResponse
 from bot.platforms.checks import json_object, require_fresh, secrets_match
-from bot.platforms.http import request_json
+from bot.platforms.slack.api import SlackAPI
 from bot.platforms.slack.crypto import request_signature
 from bot.platforms.slack.settings import SlackSettings
 
 ANSWERED_EVENTS = frozenset({"message", "app_mention"})
-# Slack's own words for "not now"; every other error (invalid_auth, channel_not_found...) stays an error.
-TRY_LATER = frozenset({"ratelimited", "service_unavailable", "internal_error", "fatal_error", "request_timeout"})
 _LEADING_MENTIONS = re.compile(r"^\s*(?:<@[A-Z0-9]+(?:\|[^>]*)?>\s*)+")
 
 
@@ -29,7 +27,7 @@ class SlackAdapter:
         self.settings = settings
         self.deps = deps
         self._signing_secret = settings.signing_secret.get_secret_value()
-        self._post_message_url = settings.api_base.rstrip("/") + "/api/chat.postMessage"
+        self.api = SlackAPI(deps.http, settings.api_base, settings.bot_token.get_secret_value())
 
     def verify(self, request: WebhookRequest) -> None:
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
@@ -70,15 +68,7 @@ class SlackAdapter:
         return payload
 
     async def send(self, reply: Reply) -> None:
-        # chat.postMessage has no idempotency key; the queue's saved reply keeps retries to one model call.
-        status, data = await request_json(
-            self.deps.http, "POST", self._post_message_url, json=self.format(reply),
-            headers={"Authorization": f"Bearer {self.settings.bot_token.get_secret_value()}"},
-        )
-        if status == 200 and data.get("ok") is True:
-            return
-        error = str(data.get("error") or f"HTTP {status}")[:100]
-        raise DeliveryFailed(f"Slack chat.postMessage failed: {error}", retryable=error in TRY_LATER)
+        await self.api.post_message(self.format(reply))
 
     def _message(self, event: dict[str, Any], received_at: float) -> InboundMessage:
         channel, user, ts = event.get("channel"), event.get("user"), event.get("ts")

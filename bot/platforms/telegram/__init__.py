@@ -5,7 +5,7 @@ from bot.platforms.telegram.adapter import TelegramAdapter
 from bot.platforms.telegram.settings import TelegramSettings
 
 plugin = PlatformPlugin(
-    name="telegram",
+    name=TelegramAdapter.name,
     env_prefix="TELEGRAM_",
     settings_type=TelegramSettings,
     required=("bot_token", "secret_token"),

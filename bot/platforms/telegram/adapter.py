@@ -6,9 +6,9 @@ from typing import Any
 
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage, Reply
-from bot.platforms.base import Decoded, DeliveryFailed, PlatformDeps, Route, WebhookRequest, WebhookResponse
+from bot.platforms.base import Decoded, PlatformDeps, Route, WebhookRequest, WebhookResponse
 from bot.platforms.checks import json_object
-from bot.platforms.http import request_json
+from bot.platforms.telegram.api import TelegramAPI
 from bot.platforms.telegram.crypto import SECRET_TOKEN_HEADER, secret_token_valid
 from bot.platforms.telegram.settings import TelegramSettings
 
@@ -23,9 +23,7 @@ class TelegramAdapter:
         self.settings = settings
         self.deps = deps
         self._secret_token = settings.secret_token.get_secret_value()
-        self._bot_token = settings.bot_token.get_secret_value()
-        # The bot token is part of the path: this URL must never be logged or put in an error.
-        self._send_url = f"{settings.api_base.rstrip('/')}/bot{self._bot_token}/sendMessage"
+        self.api = TelegramAPI(deps.http, settings.api_base, settings.bot_token.get_secret_value())
 
     def verify(self, request: WebhookRequest) -> None:
         if not secret_token_valid(request.headers.get(SECRET_TOKEN_HEADER), self._secret_token):
@@ -62,22 +60,7 @@ class TelegramAdapter:
         return payload
 
     async def send(self, reply: Reply) -> None:
-        # sendMessage has no idempotency key; the queue's saved reply keeps retries to one model call.
-        status, data = await request_json(
-            self.deps.http, "POST", self._send_url, json=self.format(reply), passthrough=(429,)
-        )
-        if status == 200 and data.get("ok") is True:
-            return
-        code = data.get("error_code", status)
-        parameters = data.get("parameters")
-        retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
-        if code == 429 or status == 429:
-            raise DeliveryFailed(
-                "Telegram sendMessage rate limited", retryable=True,
-                retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
-            )
-        description = str(data.get("description") or "").replace(self._bot_token, "***")[:200]
-        raise DeliveryFailed(f"Telegram sendMessage refused: {code} {description}".rstrip(), retryable=False)
+        await self.api.send_message(self.format(reply))
 
     def _message(self, update_id: int, message: dict[str, Any], received_at: float) -> InboundMessage:
         chat, sender = message.get("chat"), message.get("from")

@@ -13,7 +13,7 @@ async def _group_robot(http: aiohttp.ClientSession, message: GroupMessage) -> No
 
 
 plugin = PlatformPlugin(
-    name="wecom",
+    name=WeComAdapter.name,
     env_prefix="WECOM_",
     settings_type=WeComSettings,
     required=("corp_id", "agent_id", "secret", "token", "encoding_aes_key"),

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from bot.backends.circuit import CircuitBreaker
-from bot.backends.openai_compat import OpenAICompatBackend, loggable_url, estimate_tokens, fit_history
+from bot.backends.openai_compat import OpenAICompatBackend, estimate_tokens, fit_history, loggable_url
 from bot.errors import BackendBadResponse, BackendTimeout, BackendUnavailable
 from bot.messages import Turn
 from tests.support.fake_model import FakeModel

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.hostile import encode, json_values, odd_text
 from tests.support.bots import running_bot
+from tests.support.hostile import encode, json_values, odd_text
 from tests.support.raw_http import Answer, assert_clean_rejection_or_success, exchange
 
 API_KEY = "chat-fuzz-key-0123"

@@ -31,10 +31,17 @@ from tests.bot.platforms.qq import fake_qq as qq_platform
 from tests.bot.platforms.slack import conftest as slack_platform
 from tests.bot.platforms.telegram import conftest as telegram_platform
 from tests.bot.platforms.wecom import conftest as wecom_platform
-from tests.support.hostile import (
-    encode, field_values, header_text, hostile_bodies, inner_bodies, json_values, mutated, odd_text,
-)
 from tests.support.bots import running_bot
+from tests.support.hostile import (
+    encode,
+    field_values,
+    header_text,
+    hostile_bodies,
+    inner_bodies,
+    json_values,
+    mutated,
+    odd_text,
+)
 from tests.support.ports import free_port
 from tests.support.raw_http import assert_clean_rejection_or_success, exchange
 
@@ -250,7 +257,11 @@ def _qq_found() -> tuple[Callable[[], FuzzRequest], ...]:
 
         return build
 
-    return event_typed(["GROUP_AT_MESSAGE_CREATE"]), event_typed({"a": 1})
+    def lone_surrogate() -> FuzzRequest:
+        body = qq_platform.encode(qq_platform.event("group_at_message_create.json") | {"id": "\ud800"})
+        return FuzzRequest("POST", "/qq/callback", qq_platform.signed_headers(body), body)
+
+    return event_typed(["GROUP_AT_MESSAGE_CREATE"]), event_typed({"a": 1}), lone_surrogate
 
 
 # Replies to fuzzed messages that do get through go here, where nothing listens (once each).

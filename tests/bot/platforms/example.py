@@ -10,7 +10,13 @@ import orjson
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage, Reply
 from bot.platforms.base import (
-    Decoded, DeliveryFailed, PlatformDeps, PlatformPlugin, PlatformSettings, Route, WebhookRequest,
+    Decoded,
+    DeliveryFailed,
+    PlatformDeps,
+    PlatformPlugin,
+    PlatformSettings,
+    Route,
+    WebhookRequest,
     WebhookResponse,
 )
 from bot.platforms.http import request_json

@@ -16,8 +16,11 @@ from dingtalk_stream import ChatbotMessage
 from dingtalkchatbot.chatbot import DingtalkChatbot
 
 from bot.keys import adapters_key
-from tests.bot.platforms.harness import PlatformLoop, StartPlatform
-from tests.bot.platforms.harness import start_platform  # noqa: F401  (fixture)
+from tests.bot.platforms.harness import (
+    PlatformLoop,
+    StartPlatform,
+    start_platform,  # noqa: F401  (fixture)
+)
 from tests.support.fake_platform import FakePlatformAPI, Recorded
 
 DATA = Path(__file__).parents[1] / "data" / "dingtalk"

@@ -13,11 +13,29 @@ from aiohttp import ClientResponse
 
 from tests.bot.conftest import sample
 from tests.bot.platforms.dingtalk.conftest import (
-    ACCESS_TOKEN, APP_KEY, APP_SECRET, GROUP_PATH, SECRETS, SESSION_PATH, TOKEN_PATH, USER_PATH, DingTalkAPI,
-    api_base, callback, env, live_session, payload, signed_headers,
+    ACCESS_TOKEN,
+    APP_KEY,
+    APP_SECRET,
+    GROUP_PATH,
+    SECRETS,
+    SESSION_PATH,
+    TOKEN_PATH,
+    USER_PATH,
+    DingTalkAPI,
+    api_base,
+    callback,
+    env,
+    live_session,
+    payload,
+    signed_headers,
 )
 from tests.bot.platforms.harness import (
-    PlatformLoop, StartPlatform, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything,
+    PlatformLoop,
+    StartPlatform,
+    assert_answered_once,
+    assert_nothing_leaks,
+    assert_rejected,
+    capture_everything,
     until,
 )
 

@@ -20,8 +20,11 @@ from lark_oapi import EventDispatcherHandler
 from lark_oapi.core.model.raw_request import RawRequest
 from lark_oapi.ws import client as lark_ws_client
 
-from tests.bot.platforms.harness import PlatformLoop, StartPlatform
-from tests.bot.platforms.harness import start_platform  # noqa: F401  (fixture)
+from tests.bot.platforms.harness import (
+    PlatformLoop,
+    StartPlatform,
+    start_platform,  # noqa: F401  (fixture)
+)
 from tests.support.fake_platform import FakePlatformAPI, Recorded
 
 # lark-oapi makes (and sets) an event loop when imported and never closes it; nothing of ours runs on it.

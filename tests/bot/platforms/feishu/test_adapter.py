@@ -17,11 +17,31 @@ from bot.messages import InboundMessage, Reply
 from bot.platforms.base import WebhookRequest
 from tests.bot.conftest import sample
 from tests.bot.platforms.feishu.conftest import (
-    APP_ID, APP_SECRET, ENCRYPT_KEY, SECRETS, TENANT_TOKEN, TOKEN, TOKEN_PATH, FeishuAPI, encrypt,
-    encrypted_callback, env, env_without_encrypt_key, event, lark_status, reply_path, sign, text_event,
+    APP_ID,
+    APP_SECRET,
+    ENCRYPT_KEY,
+    SECRETS,
+    TENANT_TOKEN,
+    TOKEN,
+    TOKEN_PATH,
+    FeishuAPI,
+    encrypt,
+    encrypted_callback,
+    env,
+    env_without_encrypt_key,
+    event,
+    lark_status,
+    reply_path,
+    sign,
+    text_event,
 )
 from tests.bot.platforms.harness import (
-    PlatformLoop, StartPlatform, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything,
+    PlatformLoop,
+    StartPlatform,
+    assert_answered_once,
+    assert_nothing_leaks,
+    assert_rejected,
+    capture_everything,
     until,
 )
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bot.platforms.harness import PlatformLoop, StartPlatform
-from tests.bot.platforms.harness import start_platform  # noqa: F401  (fixture)
+from tests.bot.platforms.harness import (
+    PlatformLoop,
+    StartPlatform,
+    start_platform,  # noqa: F401  (fixture)
+)
 from tests.bot.platforms.qq.fake_qq import QQOpenPlatform, event
 
 

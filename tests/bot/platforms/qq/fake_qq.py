@@ -38,8 +38,9 @@ def event(name: str, message_id: str | None = None, content: str | None = None) 
 
 
 def encode(payload: Any) -> bytes:
-    # Unescaped UTF-8, as the platform sends it: the signature covers these exact bytes.
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    # Unescaped UTF-8, as the platform sends it: the signature covers these exact bytes. A lone
+    # surrogate (the fuzz draws them) passes through as the invalid bytes a hostile sender would send.
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
 
 
 def signing_key(secret: str) -> Ed25519PrivateKey:

@@ -6,7 +6,12 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bot.platforms.qq.crypto import (
-    callback_message, derive_key, is_valid, parse_signature, sign_hex, validation_answer,
+    callback_message,
+    derive_key,
+    is_valid,
+    parse_signature,
+    sign_hex,
+    validation_answer,
 )
 from tests.bot.platforms.qq.fake_qq import load, signing_key
 

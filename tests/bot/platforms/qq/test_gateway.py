@@ -16,7 +16,11 @@ from bot.platforms.qq.adapter import QQAdapter
 from bot.platforms.qq.api import QQApi
 from bot.platforms.qq.gateway import QQGateway
 from tests.bot.platforms.harness import (
-    PlatformLoop, StartPlatform, assert_nothing_leaks, capture_everything, until,
+    PlatformLoop,
+    StartPlatform,
+    assert_nothing_leaks,
+    capture_everything,
+    until,
 )
 from tests.bot.platforms.qq.fake_qq import SECRET, TOKEN_PATH, QQOpenPlatform, event, reply_path
 from tests.bot.platforms.qq.gateway_server import FakeGateway, GatewayConnection

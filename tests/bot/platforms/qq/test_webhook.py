@@ -12,10 +12,24 @@ from prometheus_client import CollectorRegistry
 
 from tests.bot.conftest import sample
 from tests.bot.platforms.harness import (
-    PlatformLoop, StartPlatform, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything, until,
+    PlatformLoop,
+    StartPlatform,
+    assert_answered_once,
+    assert_nothing_leaks,
+    assert_rejected,
+    capture_everything,
+    until,
 )
 from tests.bot.platforms.qq.fake_qq import (
-    APP_ID, SECRET, TOKEN_PATH, QQOpenPlatform, encode, event, load, reply_path, signed_headers,
+    APP_ID,
+    SECRET,
+    TOKEN_PATH,
+    QQOpenPlatform,
+    encode,
+    event,
+    load,
+    reply_path,
+    signed_headers,
 )
 
 CALLBACK = "/qq/callback"

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from tests.bot.platforms.harness import PlatformLoop, Script, StartPlatform
-from tests.bot.platforms.harness import api, make_adapter, start_platform  # noqa: F401  (fixtures)
+from tests.bot.platforms.harness import PlatformLoop, Script, StartPlatform, api, make_adapter, start_platform  # noqa: F401  (fixtures)
 from tests.support.fake_platform import FakePlatformAPI
 
 DATA = Path(__file__).parent.parent / "data" / "slack"

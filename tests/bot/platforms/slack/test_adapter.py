@@ -14,10 +14,16 @@ from aiohttp import web
 from bot.messages import InboundMessage, Reply
 from bot.platforms.base import DeliveryFailed
 from bot.platforms.slack import plugin
-
 from tests.bot.conftest import sample
 from tests.bot.platforms.harness import (
-    MakeAdapter, PlatformLoop, Script, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything, until,
+    MakeAdapter,
+    PlatformLoop,
+    Script,
+    assert_answered_once,
+    assert_nothing_leaks,
+    assert_rejected,
+    capture_everything,
+    until,
 )
 from tests.bot.platforms.slack.conftest import BOT_TOKEN, POST_MESSAGE, SECRETS, env, recorded, signed
 from tests.support.fake_platform import FakePlatformAPI

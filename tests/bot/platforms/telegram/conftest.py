@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from telegram import Update
 
-from tests.bot.platforms.harness import PlatformLoop, Script, StartPlatform
-from tests.bot.platforms.harness import api, make_adapter, start_platform  # noqa: F401  (fixtures)
+from tests.bot.platforms.harness import PlatformLoop, Script, StartPlatform, api, make_adapter, start_platform  # noqa: F401  (fixtures)
 from tests.support.fake_platform import FakePlatformAPI
 
 DATA = Path(__file__).parent.parent / "data" / "telegram"

@@ -15,10 +15,23 @@ from bot.platforms.telegram import plugin
 from bot.platforms.telegram.adapter import fit_utf16
 from tests.bot.conftest import sample
 from tests.bot.platforms.harness import (
-    MakeAdapter, PlatformLoop, Script, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything, until,
+    MakeAdapter,
+    PlatformLoop,
+    Script,
+    assert_answered_once,
+    assert_nothing_leaks,
+    assert_rejected,
+    capture_everything,
+    until,
 )
 from tests.bot.platforms.telegram.conftest import (
-    BOT_TOKEN, HEADERS, SECRET_TOKEN, SECRETS, SEND_MESSAGE, env, recorded,
+    BOT_TOKEN,
+    HEADERS,
+    SECRET_TOKEN,
+    SECRETS,
+    SEND_MESSAGE,
+    env,
+    recorded,
 )
 from tests.support.fake_platform import FakePlatformAPI
 

@@ -13,8 +13,7 @@ from defusedxml.ElementTree import fromstring
 from wechatpy.crypto import _get_signature
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from tests.bot.platforms.harness import PlatformLoop, Script, StartPlatform
-from tests.bot.platforms.harness import api, start_platform  # noqa: F401  (fixtures)
+from tests.bot.platforms.harness import PlatformLoop, Script, StartPlatform, api, start_platform  # noqa: F401  (fixtures)
 from tests.support.fake_platform import FakePlatformAPI
 
 DATA = Path(__file__).parent.parent / "data" / "wecom"

@@ -10,14 +10,33 @@ from urllib.parse import quote
 import pytest
 from wechatpy.enterprise.crypto import WeChatCrypto
 
+from tests.bot.conftest import sample
 from tests.bot.platforms.harness import (
-    PlatformLoop, Script, assert_answered_once, assert_nothing_leaks, assert_rejected, capture_everything, until,
+    PlatformLoop,
+    Script,
+    assert_answered_once,
+    assert_nothing_leaks,
+    assert_rejected,
+    capture_everything,
+    until,
 )
 from tests.bot.platforms.wecom.conftest import (
-    ACCESS_TOKEN, AES_KEY, AGENT_ID, CORP_ID, DATA, OFFICIAL, SECRET, SECRETS, TOKEN, callback_url,
-    encrypted, envelope, recorded, signed, token_answer,
+    ACCESS_TOKEN,
+    AES_KEY,
+    AGENT_ID,
+    CORP_ID,
+    DATA,
+    OFFICIAL,
+    SECRET,
+    SECRETS,
+    TOKEN,
+    callback_url,
+    encrypted,
+    envelope,
+    recorded,
+    signed,
+    token_answer,
 )
-from tests.bot.conftest import sample
 
 SEND = "/cgi-bin/message/send"
 GETTOKEN = "/cgi-bin/gettoken"

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import ConfigError
+from servicekit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from bot.telemetry.logs import LineWriter
+    from servicekit.logs import LineWriter
 
 
 def run_service(name: str, serve: Coroutine[Any, Any, None], writer: LineWriter) -> int:

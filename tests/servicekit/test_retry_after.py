@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.retry_after import parse_retry_after
+from servicekit.retry_after import parse_retry_after
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:

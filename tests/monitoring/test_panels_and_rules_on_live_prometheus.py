@@ -168,7 +168,7 @@ def test_every_dashboard_rule_and_alert_expression_returns_data_after_a_healthy_
     queries = _queries()
     checked = [(item, query) for item, query in queries if not _needs_platform_traffic(query)]
     # The others must still be valid PromQL: a typo would otherwise hide until the traffic comes.
-    for item, query in queries:
+    for _, query in queries:
         stack.prometheus.series(query)
 
     empty = _poll(stack.prometheus, checked, lambda result: len(result) > 0)

@@ -1,4 +1,8 @@
-"""Redis clients as the bot needs them: a blocking pool, short timeouts, one quick retry."""
+"""Redis clients as the bot needs them: a blocking pool, short timeouts, one quick retry.
+
+A process opens one client and shares it (the bot: sessions, queue and sending budgets); only a
+separate tool such as `python -m bot dlq` opens its own.
+"""
 
 from __future__ import annotations
 

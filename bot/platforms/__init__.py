@@ -1,0 +1,1 @@
+"""Platform plugins: the adapter contract (base.py), the registry, and one folder per platform."""

@@ -1,0 +1,9 @@
+"""Request-latency histogram buckets: part of the metrics contract the SLO rules read.
+
+Both services' request histograms use them, and an SLO latency threshold must be one of them,
+so the SLI is read from a bucket boundary rather than interpolated.
+"""
+
+from __future__ import annotations
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
