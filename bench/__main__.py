@@ -6,11 +6,12 @@ import importlib
 import sys
 
 # Each module has `main() -> None`; order: cheapest first. The soak takes SOAK_SECONDS (default 600).
-SUITES = ["bot", "webhooks", "sidecar", "capacity", "soak"]
+SUITES = ["bot", "webhooks", "sidecar", "capacity", "replies", "soak"]
 
 
 def main(argv: list[str]) -> int:
-    for name in argv or SUITES:
+    # RATE:LATENCY:SECONDS arguments belong to the replies suite, which reads them itself.
+    for name in [arg for arg in argv if ":" not in arg] or SUITES:
         importlib.import_module(f"bench.{name}").main()
     return 0
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
 import inspect
+import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import aiohttp
@@ -39,6 +40,7 @@ from bot.keys import (
     conversation_key,
     http_client_key,
     metrics_key,
+    model_http_client_key,
     readiness_key,
     route_platforms_key,
     sessions_key,
@@ -55,6 +57,8 @@ from bot.settings import Settings
 from bot.telemetry.logs import AccessLog
 from bot.telemetry.metrics import BotMetrics
 from bot.telemetry.tracing import create_tracer_provider
+
+log = logging.getLogger("bot")
 
 
 def create_app(
@@ -161,8 +165,16 @@ def _model_backend(given: ModelBackend | None) -> CleanupCtx:
             backend = given
         elif settings.model_endpoint:
             api_key = settings.model_api_key.get_secret_value() if settings.model_api_key else None
+            # The model gets its own pool, sized to the concurrency allowed: a shared pool's
+            # per-host cap would silently cap replies/s below what the setting promises.
+            limit = settings.model_concurrency
+            model_http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300),
+                raise_for_status=False,
+            )
+            app[model_http_client_key] = model_http
             backend = OpenAICompatBackend(
-                app[http_client_key],
+                model_http,
                 settings.model_endpoint,
                 api_key,
                 settings.model_name,
@@ -179,7 +191,11 @@ def _model_backend(given: ModelBackend | None) -> CleanupCtx:
         else:
             backend = BuiltinBackend()
         app[backend_key] = backend
-        yield
+        try:
+            yield
+        finally:
+            if model_http_client_key in app:
+                await app[model_http_client_key].close()
 
     return ctx
 
@@ -235,11 +251,13 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
             policy=RetryPolicy(
                 settings.delivery_max_attempts, settings.delivery_backoff_base, settings.delivery_backoff_max
             ),
-            concurrency=settings.bot_workers,
+            model_concurrency=settings.model_concurrency,
             lease_seconds=settings.delivery_lease_seconds,
             shaper=shaper,
         )
         app[workers_key] = workers
+        for line in settings.deprecations:
+            log.warning(line)
         app[intake_key] = Intake(app[queue_key], app[metrics_key], workers.notify)
         workers.start()
         for name, adapter in adapters.items():

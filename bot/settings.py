@@ -57,11 +57,15 @@ class Settings(BaseSettings):
     model_retry_max_delay: float = Field(8.0, ge=0)
     model_breaker_failures: int = Field(5, ge=1)
     model_breaker_reset: float = Field(30.0, gt=0)
+    # Model calls in flight at once, and the size of the model client's connection pool. An LLM
+    # call waits seconds on I/O, so replies/s = this / model latency: hundreds, not a handful.
+    model_max_concurrency: int = Field(256, ge=1, le=10000)
 
     bot_trusted_proxies: tuple[IPvAnyNetwork, ...] = ("127.0.0.1/32", "::1/128")  # type: ignore[assignment]
     signature_max_skew_seconds: int = Field(300, ge=1)
     dedup_ttl_seconds: int = Field(86400, ge=60)
-    bot_workers: int = Field(8, ge=1, le=256)
+    # Deprecated: read as MODEL_MAX_CONCURRENCY when that is not set (see model_concurrency).
+    bot_workers: int | None = Field(None, ge=1, le=10000)
     delivery_max_attempts: int = Field(6, ge=1, le=50)
     delivery_backoff_base: float = Field(1.0, gt=0)
     delivery_backoff_max: float = Field(300.0, gt=0)
@@ -108,6 +112,24 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment arrives as an argument to load_settings, so tests never touch os.environ.
         return (init_settings,)
+
+    @property
+    def model_concurrency(self) -> int:
+        """MODEL_MAX_CONCURRENCY; the deprecated BOT_WORKERS stands in only when it alone is set."""
+        if self.bot_workers is not None and "model_max_concurrency" not in self.model_fields_set:
+            return self.bot_workers
+        return self.model_max_concurrency
+
+    @property
+    def deprecations(self) -> tuple[str, ...]:
+        """Settings still honoured but on their way out, each as one line for the start-up log."""
+        if self.bot_workers is None:
+            return ()
+        if "model_max_concurrency" in self.model_fields_set:
+            return (f"BOT_WORKERS is deprecated and ignored: MODEL_MAX_CONCURRENCY={self.model_max_concurrency} "
+                    "bounds the model calls; remove BOT_WORKERS",)
+        return (f"BOT_WORKERS is deprecated: read as MODEL_MAX_CONCURRENCY={self.bot_workers} (concurrent model "
+                "calls, not a worker pool); rename it, or remove it to get the default of 256",)
 
     @property
     def api_keys(self) -> tuple[str, ...]:

@@ -205,6 +205,16 @@ class SQLiteQueue:
         counts = dict(self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
         return {"inbound": counts.get("pending", 0), "dead_letter": counts.get("dead", 0)}
 
+    async def oldest_waiting_since(self) -> float | None:
+        return await self._run(self._oldest_waiting_since)
+
+    def _oldest_waiting_since(self) -> float | None:
+        now = self._clock()
+        row = self.db.execute(
+            "SELECT MIN(due_at) FROM jobs WHERE state = 'pending' AND due_at <= ? AND lease_until <= ?", (now, now),
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     async def sweep(self) -> int:
         """Forget de-duplication ids older than the TTL."""
         return await self._run(self._update, "DELETE FROM seen WHERE expires_at <= ?", (self._clock(),))

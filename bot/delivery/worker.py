@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from opentelemetry.trace import SpanKind, Tracer
 
@@ -26,7 +26,15 @@ FALLBACK_REPLY = "Sorry, I cannot answer right now. Please try again in a few mi
 
 
 class DeliveryWorkers:
-    """A fixed pool of tasks draining the queue; woken at once on enqueue, polling for retries."""
+    """Claims queued messages while a model slot is free and answers each in its own task.
+
+    Capacity is the model's concurrency, not a pool of workers: a job is claimed only once a
+    model call for it can start, so a backlog waits in the durable queue (where its age is
+    measured) rather than in memory, and a claimed job never sits on its lease waiting for a
+    slot. The send that follows releases the model slot first; it is bounded by the platforms'
+    sending budgets (the shaper) and by `max_jobs`, which keeps a platform that hangs from
+    holding unlimited claimed jobs.
+    """
 
     def __init__(
         self,
@@ -37,10 +45,13 @@ class DeliveryWorkers:
         tracer: Tracer,
         *,
         policy: RetryPolicy,
-        concurrency: int = 8,
+        model_concurrency: int = 256,
+        max_jobs: int | None = None,
+        claimers: int = 4,
         lease_seconds: float = 120.0,
         poll_interval: float = 0.5,
         shaper: OutboundShaper | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
         self.adapters = adapters
@@ -48,71 +59,107 @@ class DeliveryWorkers:
         self.metrics = metrics
         self.tracer = tracer
         self.policy = policy
-        self.concurrency = concurrency
+        self.model_concurrency = model_concurrency
+        self.max_jobs = max_jobs if max_jobs is not None else 2 * model_concurrency
+        self.claimers = claimers
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.shaper = shaper
+        self._clock = clock
+        self._model_slots = asyncio.Semaphore(model_concurrency)
+        self._job_slots = asyncio.Semaphore(self.max_jobs)
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._claimer_tasks: list[asyncio.Task[None]] = []
+        self._jobs: set[asyncio.Task[None]] = set()
         self._reporter: asyncio.Task[None] | None = None
         self._stopping = False
         self._queue_down = False
 
+    @property
+    def jobs_in_progress(self) -> int:
+        return len(self._jobs)
+
     def notify(self) -> None:
-        """A message was admitted: wake an idle worker now rather than at the next poll."""
+        """A message was admitted: claim it now rather than at the next poll."""
         self._wake.set()
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(), name=f"delivery-{i}") for i in range(self.concurrency)]
+        self._claimer_tasks = [
+            asyncio.create_task(self._claim_loop(), name=f"delivery-claim-{i}") for i in range(self.claimers)
+        ]
         self._reporter = asyncio.create_task(self._report_depth(), name="delivery-depth")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Let jobs in progress finish (bounded); unfinished ones stay queued for the next start."""
+        """Stop claiming, let jobs in progress finish (bounded); unfinished ones stay queued for the next start."""
         self._stopping = True
         self._wake.set()
-        pending: set[asyncio.Task[None]] = {self._reporter} if self._reporter else set()
-        if self._tasks:
-            pending |= (await asyncio.wait(self._tasks, timeout=timeout))[1]
-        for task in pending:
+        for task in self._claimer_tasks:
             task.cancel()
-        for task in pending:
+        pending: set[asyncio.Task[None]] = {self._reporter} if self._reporter else set()
+        if self._jobs:
+            pending |= (await asyncio.wait(set(self._jobs), timeout=timeout))[1]
+        for task in [*self._claimer_tasks, *pending]:
+            task.cancel()
+        for task in [*self._claimer_tasks, *pending]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _run(self) -> None:
+    async def _claim_loop(self) -> None:
         while not self._stopping:
-            try:
-                job = await self.queue.claim(self.lease_seconds)
-            except DependencyUnavailable as exc:
-                self._queue_state(down=True, reason=exc.message)
-                job = None
-            else:
-                self._queue_state(down=False)
+            await self._job_slots.acquire()
+            await self._model_slots.acquire()
+            job = await self._claim()
             if job is None:
+                self._model_slots.release()
+                self._job_slots.release()
                 if self._stopping:
                     return
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 continue
-            try:
-                await self.process(job)
-            except Exception:
-                # A bug must not kill the worker; the lease expires and the job is retried.
-                log.exception("delivery worker failed on a job")
+            # A job whose reply was saved before (a retry) needs no model call.
+            slot = _Slot(self._model_slots, held=job.reply_text is None)
+            if not slot.held:
+                self._model_slots.release()
+            task = asyncio.create_task(self._run_job(job, slot), name=f"delivery-{job.id[:8]}")
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+
+    async def _claim(self) -> Job | None:
+        try:
+            job = await self.queue.claim(self.lease_seconds)
+        except DependencyUnavailable as exc:
+            self._queue_state(down=True, reason=exc.message)
+            return None
+        self._queue_state(down=False)
+        return job
+
+    async def _run_job(self, job: Job, slot: _Slot) -> None:
+        try:
+            await self.process(job, slot)
+        except Exception:
+            # A bug must not stop delivery; the lease expires and the job is retried.
+            log.exception("delivery failed on a job", extra={"labels.job_id": job.id})
+        finally:
+            slot.release()
+            self._job_slots.release()
 
     def _queue_state(self, *, down: bool, reason: str = "") -> None:
-        # Logged on change only: every worker polls, and an outage would otherwise flood the logs.
+        # Logged on change only: every claimer polls, and an outage would otherwise flood the logs.
         if down == self._queue_down:
             return
         self._queue_down = down
         if down:
-            log.warning("queue unavailable, workers keep retrying: %s", reason)
+            log.warning("queue unavailable, delivery keeps retrying: %s", reason)
         else:
             log.info("queue available again, delivery resumes")
 
-    async def process(self, job: Job) -> None:
-        """Answer one job: reuse a saved reply, else ask the model; then send, retry or bury."""
+    async def process(self, job: Job, slot: _Slot | None = None) -> None:
+        """Answer one job: reuse a saved reply, else ask the model; then send, retry or bury.
+
+        `slot` is the model slot claimed for the job; it is given back as soon as the model answered.
+        """
         message = job.message
         adapter = self.adapters.get(message.platform)
         parent = propagator.extract({"traceparent": job.traceparent}) if job.traceparent else None
@@ -122,8 +169,15 @@ class DeliveryWorkers:
                 await self._bury(job, f"platform {message.platform} is not enabled")
                 return
             text = job.reply_text
+            model_seconds = 0.0
             if text is None:
-                text = await self._answer(job)
+                started = time.perf_counter()
+                try:
+                    text = await self._answer(job)
+                finally:
+                    model_seconds = time.perf_counter() - started
+                    if slot is not None:
+                        slot.release()
                 await self.queue.save_reply(job.id, text)
             reply = Reply(message, text)
             if await self._shaped(job, adapter, reply):
@@ -137,7 +191,10 @@ class DeliveryWorkers:
                 return
             await self.queue.complete(job.id)
             self.metrics.delivery_attempts.labels(message.platform, "delivered").inc()
-            self.metrics.reply_duration.labels(message.platform).observe(max(0.0, time.time() - message.received_at))
+            elapsed = max(0.0, self._clock() - message.received_at)
+            self.metrics.reply_duration.labels(message.platform).observe(elapsed)
+            # A retried reply's model call happened in an earlier attempt: its whole wait counts as the bot's.
+            self.metrics.reply_overhead.labels(message.platform).observe(max(0.0, elapsed - model_seconds))
             log.info("reply delivered", extra={"labels.platform": message.platform, "event.outcome": "success"})
 
     async def _shaped(self, job: Job, adapter: PlatformAdapter, reply: Reply) -> bool:
@@ -188,4 +245,22 @@ class DeliveryWorkers:
             with contextlib.suppress(DependencyUnavailable):
                 for name, value in (await self.queue.depth()).items():
                     self.metrics.queue_depth.labels(name).set(value)
+                since = await self.queue.oldest_waiting_since()
+                age = 0.0 if since is None else max(0.0, self._clock() - since)
+                self.metrics.queue_oldest_age.labels("inbound").set(age)
             await asyncio.sleep(1.0)
+
+
+class _Slot:
+    """A semaphore permit released at most once, whichever step finishes with it first."""
+
+    __slots__ = ("_semaphore", "held")
+
+    def __init__(self, semaphore: asyncio.Semaphore, *, held: bool) -> None:
+        self._semaphore = semaphore
+        self.held = held
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._semaphore.release()

@@ -13,6 +13,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0
 # The platforms allow 1-5 s for an ACK; resolution below 100 ms is what the ACK SLO needs.
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 REPLY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+# The bot's own share of a reply (queue wait, sessions, send) is meant to stay well under a second.
+REPLY_OVERHEAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class BotMetrics:
@@ -49,6 +51,14 @@ class BotMetrics:
             "bot_reply_duration_seconds", "Time from callback received to reply delivered.",
             ("platform",), buckets=REPLY_BUCKETS, registry=r,
         )
+        self.reply_overhead = Histogram(
+            "bot_reply_overhead_seconds",
+            "Time from callback received to reply delivered, less the model call: queue wait, sessions and send.",
+            ("platform",), buckets=REPLY_OVERHEAD_BUCKETS, registry=r,
+        )
+        self.model_in_flight = Gauge(
+            "bot_model_requests_in_flight", "Model calls in progress now.", ("backend",), registry=r,
+        )
         self.model_requests = Counter(
             "bot_model_requests", "Model calls by backend and outcome.", ("backend", "outcome"), registry=r,
         )
@@ -63,6 +73,10 @@ class BotMetrics:
             "bot_model_circuit_open", "1 while the model circuit breaker is open.", ("backend",), registry=r,
         )
         self.queue_depth = Gauge("bot_queue_depth", "Items waiting in a queue.", ("queue",), registry=r)
+        self.queue_oldest_age = Gauge(
+            "bot_queue_oldest_age_seconds", "Age of the oldest message due and waiting to be picked up (0 when none).",
+            ("queue",), registry=r,
+        )
         self.delivery_attempts = Counter(
             "bot_delivery_attempts", "Reply delivery attempts by outcome.", ("platform", "outcome"), registry=r,
         )
