@@ -256,6 +256,7 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
             shaper=shaper,
         )
         app[workers_key] = workers
+        app[metrics_key].model_concurrency_limit.labels(app[backend_key].name).set(settings.model_concurrency)
         for line in settings.deprecations:
             log.warning(line)
         app[intake_key] = Intake(app[queue_key], app[metrics_key], workers.notify)

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from monitoring.dashboards import dashboard_files
+from monitoring import replies
 from monitoring.rules import rule_files
 from monitoring.slo import ROOT, SLO_FILE, load_slo, slo_file
 
@@ -25,6 +26,7 @@ def generated_files(source: Path = SLO_FILE) -> dict[Path, str]:
     """Every generated file's path and the text it must hold now."""
     slo = load_slo(source)
     files = {RULES_DIR / name: render_yaml(content) for name, content in rule_files(slo).items()}
+    files.update({RULES_DIR / name: render_yaml(content) for name, content in replies.rule_files(slo).items()})
     with slo_file(source):
         files.update({DASHBOARDS_JSON_DIR / name: text for name, text in dashboard_files().items()})
     return files

@@ -59,6 +59,10 @@ class BotMetrics:
         self.model_in_flight = Gauge(
             "bot_model_requests_in_flight", "Model calls in progress now.", ("backend",), registry=r,
         )
+        self.model_concurrency_limit = Gauge(
+            "bot_model_concurrency_limit", "Model calls allowed in flight at once (MODEL_MAX_CONCURRENCY).",
+            ("backend",), registry=r,
+        )
         self.model_requests = Counter(
             "bot_model_requests", "Model calls by backend and outcome.", ("backend", "outcome"), registry=r,
         )
