@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
@@ -18,6 +19,7 @@ from bot.backends.circuit import CircuitBreaker
 from bot.backends.openai_compat import OpenAICompatBackend
 from bot.conversation import Conversation
 from bot.delivery.base import InboundQueue
+from bot.delivery.horizon import DEFAULT_PLATFORM_HORIZONS, RetryHorizon
 from bot.delivery.retry import RetryPolicy
 from bot.delivery.shaping import OutboundShaper
 from bot.delivery.store import open_inbound_queue
@@ -248,8 +250,13 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
                   else OutboundShaper.in_redis(settings.redis_url.get_secret_value()))
         workers = DeliveryWorkers(
             app[queue_key], adapters, app[conversation_key], app[metrics_key], app[tracer_key],
+            # No attempt cap by default (0): the retry horizon decides, so an outage is ridden out.
             policy=RetryPolicy(
-                settings.delivery_max_attempts, settings.delivery_backoff_base, settings.delivery_backoff_max
+                settings.delivery_max_attempts or sys.maxsize, settings.delivery_backoff_base,
+                settings.delivery_backoff_max,
+            ),
+            horizon=RetryHorizon(
+                settings.delivery_retry_horizon, {**DEFAULT_PLATFORM_HORIZONS, **settings.delivery_retry_horizons},
             ),
             model_concurrency=settings.model_concurrency,
             lease_seconds=settings.delivery_lease_seconds,

@@ -11,6 +11,21 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from bot.errors import ConfigError
 
 
+def parse_horizons(value: object) -> object:
+    """`qq=3600,dingtalk=5400` (seconds per platform) as a mapping; anything else passes through."""
+    if not isinstance(value, str):
+        return value
+    pairs: dict[str, str] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        name, sep, seconds = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected platform=seconds, got {item.strip()!r}")
+        pairs[name.strip().lower()] = seconds.strip()
+    return pairs
+
+
 def split_csv(value: object) -> object:
     """Accept a comma-separated string where a list is expected."""
     if isinstance(value, str):
@@ -66,7 +81,12 @@ class Settings(BaseSettings):
     dedup_ttl_seconds: int = Field(86400, ge=60)
     # Deprecated: read as MODEL_MAX_CONCURRENCY when that is not set (see model_concurrency).
     bot_workers: int | None = Field(None, ge=1, le=10000)
-    delivery_max_attempts: int = Field(6, ge=1, le=50)
+    # 0: no count limit, the retry horizon alone decides when a reply becomes a dead letter.
+    delivery_max_attempts: int = Field(0, ge=0, le=10000)
+    # Seconds after receipt a failed reply is still retried; per platform (`qq=3600,dingtalk=5400`)
+    # on top of the built-in defaults, and never past a platform's own reply window.
+    delivery_retry_horizon: float = Field(6 * 3600.0, gt=0)
+    delivery_retry_horizons: dict[str, float] = Field(default_factory=dict)
     delivery_backoff_base: float = Field(1.0, gt=0)
     delivery_backoff_max: float = Field(300.0, gt=0)
     # Longer than the slowest model call plus send: a job held past it is taken over by another worker.
@@ -87,6 +107,19 @@ class Settings(BaseSettings):
     @classmethod
     def _keys_from_csv(cls, value: object) -> object:
         return split_csv(value)
+
+    @field_validator("delivery_retry_horizons", mode="before")
+    @classmethod
+    def _horizons_from_pairs(cls, value: object) -> object:
+        return parse_horizons(value)
+
+    @field_validator("delivery_retry_horizons")
+    @classmethod
+    def _horizons_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, seconds in value.items() if not seconds > 0]
+        if bad:
+            raise ValueError(f"horizons must be positive seconds: {', '.join(bad)}")
+        return value
 
     @field_validator("model_endpoint", "otel_exporter_otlp_endpoint", "bot_log_file", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanKind, Tracer
 
 from bot.conversation import Conversation
 from bot.delivery.base import InboundQueue, Job
+from bot.delivery.horizon import RetryHorizon
 from bot.delivery.retry import RetryPolicy
 from bot.delivery.shaping import OutboundShaper
 from bot.errors import BackendError, DependencyUnavailable
@@ -51,6 +52,7 @@ class DeliveryWorkers:
         lease_seconds: float = 120.0,
         poll_interval: float = 0.5,
         shaper: OutboundShaper | None = None,
+        horizon: RetryHorizon | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
@@ -65,6 +67,7 @@ class DeliveryWorkers:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.shaper = shaper
+        self.horizon = horizon or RetryHorizon()
         self._clock = clock
         self._model_slots = asyncio.Semaphore(model_concurrency)
         self._job_slots = asyncio.Semaphore(self.max_jobs)
@@ -187,7 +190,7 @@ class DeliveryWorkers:
                 with self.tracer.start_as_current_span("platform.send", kind=SpanKind.CLIENT):
                     await adapter.send(reply)
             except DeliveryFailed as exc:
-                await self._failed(job, exc)
+                await self._failed(job, exc, adapter)
                 return
             await self.queue.complete(job.id)
             self.metrics.delivery_attempts.labels(message.platform, "delivered").inc()
@@ -220,24 +223,41 @@ class DeliveryWorkers:
             return FALLBACK_REPLY
         return completion.text
 
-    async def _failed(self, job: Job, exc: DeliveryFailed) -> None:
-        platform = job.message.platform
-        attempts = job.attempts + 1
-        if exc.retryable and not self.policy.exhausted(attempts):
-            self.metrics.delivery_attempts.labels(platform, "retry").inc()
-            delay = self.policy.delay(job.attempts, exc.retry_after)
-            log.warning("delivery failed, retrying in %.1fs: %s", delay, exc.reason,
-                        extra={"labels.platform": platform, "event.outcome": "failure"})
-            await self.queue.retry(job.id, delay, exc.reason)
+    async def _failed(self, job: Job, exc: DeliveryFailed, adapter: PlatformAdapter | None = None) -> None:
+        """Retry while the reply is still worth sending (the horizon), else bury it with the reason."""
+        message = job.message
+        platform = message.platform
+        attempt = job.attempts + 1
+        log_extra = {"labels.platform": platform, "labels.job_id": job.id, "labels.attempt": attempt,
+                     "event.outcome": "failure"}
+        if not exc.retryable:
+            self.metrics.delivery_attempts.labels(platform, "failed").inc()
+            await self._bury(job, exc.reason, attempt)
             return
-        self.metrics.delivery_attempts.labels(platform, "failed").inc()
-        await self._bury(job, exc.reason)
+        horizon, source = self.horizon.for_message(message, adapter)
+        # The backoff reaches its cap long before 60 doublings; past them 2**n would only overflow.
+        delay = self.policy.delay(min(job.attempts, 60), exc.retry_after)
+        age_then = self._clock() + delay - message.received_at
+        if self.policy.exhausted(attempt) or age_then > horizon:
+            self.metrics.delivery_attempts.labels(platform, "failed").inc()
+            if age_then > horizon:
+                why = f"{source} of {horizon:g}s would pass before attempt {attempt + 1}"
+            else:
+                why = f"gave up after {attempt} attempts (DELIVERY_MAX_ATTEMPTS)"
+            await self._bury(job, f"{why}; last error: {exc.reason}", attempt)
+            return
+        self.metrics.delivery_attempts.labels(platform, "retry").inc()
+        log.warning("delivery attempt %d of job %s failed, retrying in %.1fs: %s", attempt, job.id, delay, exc.reason,
+                    extra=log_extra)
+        await self.queue.retry(job.id, delay, exc.reason)
 
-    async def _bury(self, job: Job, reason: str) -> None:
+    async def _bury(self, job: Job, reason: str, attempt: int | None = None) -> None:
         platform = job.message.platform
         self.metrics.dead_letters.labels(platform).inc()
-        log.error("reply moved to dead letters: %s", reason,
-                  extra={"labels.platform": platform, "labels.job_id": job.id, "event.outcome": "failure"})
+        log.error("reply of job %s moved to dead letters: %s", job.id, reason,
+                  extra={"labels.platform": platform, "labels.job_id": job.id,
+                         "labels.attempt": attempt if attempt is not None else job.attempts + 1,
+                         "event.outcome": "failure"})
         await self.queue.bury(job.id, reason)
 
     async def _report_depth(self) -> None:
