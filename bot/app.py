@@ -219,6 +219,7 @@ def _inbound_queue(given: InboundQueue | None) -> CleanupCtx:
         settings = app[settings_key]
         queue = given if given is not None else await open_inbound_queue(settings)
         app[queue_key] = queue
+        await _report_persistence(queue, app[metrics_key])
         app[readiness_key].add("queue", queue.check)
         try:
             yield
@@ -226,6 +227,28 @@ def _inbound_queue(given: InboundQueue | None) -> CleanupCtx:
             await queue.close()
 
     return ctx
+
+
+async def _report_persistence(queue: InboundQueue, metrics: BotMetrics) -> None:
+    """Export how the queue survives its store's restart; warn loudly when it would not."""
+    persistence = getattr(queue, "persistence", None)
+    if persistence is None:
+        metrics.queue_persistence.labels("sqlite", "wal").set(1)
+        return
+    mode, policy = await persistence()
+    metrics.queue_persistence.labels("redis", mode).set(1)
+    if mode == "none":
+        log.error("REDIS WITHOUT PERSISTENCE: the queue's Redis has appendonly no and no save points, so a Redis "
+                  "restart loses every queued message and dead letter; set appendonly yes (docs/operations.md)")
+    elif mode == "rdb":
+        log.warning("the queue's Redis persists by snapshots only: a Redis restart loses the messages queued since "
+                    "the last one; set appendonly yes (docs/operations.md)")
+    elif mode == "unknown":
+        log.warning("could not read the queue's Redis persistence settings (CONFIG GET refused or no answer); "
+                    "make sure it runs with appendonly yes and maxmemory-policy noeviction")
+    if policy not in ("noeviction", "unknown"):
+        log.error("the queue's Redis has maxmemory-policy %s: under memory pressure it deletes queued messages; "
+                  "set maxmemory-policy noeviction", policy)
 
 
 def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:

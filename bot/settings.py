@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     bot_max_body_bytes: int = Field(1024 * 1024, ge=1024)
     bot_shutdown_timeout: float = Field(10.0, ge=0)
     bot_data_dir: str = "var"
+    # /ready fails below this much free space where the SQLite queue lives: a message could not be stored.
+    bot_data_min_free_bytes: int = Field(16 * 1024 * 1024, ge=0)
     # Limits against slow or greedy clients (bot/http/limits.py).
     bot_max_connections: int = Field(1000, ge=1)
     bot_backlog: int = Field(1024, ge=1)

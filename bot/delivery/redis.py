@@ -342,6 +342,23 @@ class RedisQueue:
             times.append(float(due[0][1]))
         return min(times) if times else None
 
+    async def persistence(self) -> tuple[str, str]:
+        """How the server keeps data across a restart (`aof`, `rdb`, `aof+rdb`, `none`) and its eviction policy.
+
+        `unknown` when CONFIG is refused (some managed services) or the server does not answer.
+        """
+        try:
+            config = {
+                **await self._redis.config_get("appendonly"), **await self._redis.config_get("save"),
+                **await self._redis.config_get("maxmemory-policy"),
+            }
+        except (RedisError, OSError):
+            return "unknown", "unknown"
+        aof = config.get("appendonly") == "yes"
+        rdb = bool((config.get("save") or "").strip())
+        mode = "aof+rdb" if aof and rdb else "aof" if aof else "rdb" if rdb else "none"
+        return mode, str(config.get("maxmemory-policy", "unknown"))
+
     async def check(self) -> None:
         await self._call(self._redis.ping)
 

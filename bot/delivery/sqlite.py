@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 import uuid
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, due_at, seq);
 CREATE INDEX IF NOT EXISTS seen_expiry ON seen (expires_at);
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -44,8 +46,11 @@ class SQLiteQueue:
     a power cut may lose the last commits, which the platforms' re-delivery then covers.
     """
 
-    def __init__(self, path: str | Path, dedup_ttl: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | Path, dedup_ttl: float, clock: Callable[[], float] = time.time, *, min_free_bytes: int = 0,
+    ) -> None:
         self.path = str(path)
+        self.min_free_bytes = min_free_bytes
         self.dedup_ttl = dedup_ttl
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-queue")
@@ -220,7 +225,21 @@ class SQLiteQueue:
         return await self._run(self._update, "DELETE FROM seen WHERE expires_at <= ?", (self._clock(),))
 
     async def check(self) -> None:
-        await self._run(lambda: self.db.execute("SELECT 1").fetchone())
+        """Ready only if a message could be stored now: room on the disk, and a write that commits.
+
+        A read alone passes on a full disk; the write alone can pass too, since the WAL reuses
+        space it already holds, while an admit that needs a new page fails. Both are asked.
+        """
+        await self._run(self._check)
+
+    def _check(self) -> None:
+        stats = os.statvfs(Path(self.path).parent)
+        free = stats.f_bavail * stats.f_frsize
+        if free < self.min_free_bytes:
+            raise DependencyUnavailable(
+                f"queue store disk nearly full: {free // 1024} KiB free, under BOT_DATA_MIN_FREE_BYTES"
+            )
+        self.db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (self._clock(),))
 
     async def close(self) -> None:
         if self._db is not None:

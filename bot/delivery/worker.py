@@ -75,6 +75,10 @@ class DeliveryWorkers:
         self._claimer_tasks: list[asyncio.Task[None]] = []
         self._jobs: set[asyncio.Task[None]] = set()
         self._reporter: asyncio.Task[None] | None = None
+        # Jobs delivered whose completion the store has not taken yet (kept in memory: see _remember_unrecorded).
+        self._unrecorded: set[str] = set()
+        self._recorders: set[asyncio.Task[None]] = set()
+        self.record_retry_interval = 1.0
         self._stopping = False
         self._queue_down = False
 
@@ -101,9 +105,9 @@ class DeliveryWorkers:
         pending: set[asyncio.Task[None]] = {self._reporter} if self._reporter else set()
         if self._jobs:
             pending |= (await asyncio.wait(set(self._jobs), timeout=timeout))[1]
-        for task in [*self._claimer_tasks, *pending]:
+        for task in [*self._claimer_tasks, *pending, *self._recorders]:
             task.cancel()
-        for task in [*self._claimer_tasks, *pending]:
+        for task in [*self._claimer_tasks, *pending, *self._recorders]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -171,6 +175,12 @@ class DeliveryWorkers:
             if adapter is None:
                 await self._bury(job, f"platform {message.platform} is not enabled")
                 return
+            if job.id in self._unrecorded:
+                # Sent while the store could not record it; its lease ran out before the store came back.
+                if slot is not None:
+                    slot.release()
+                await self._record_delivery(job.id)
+                return
             text = job.reply_text
             model_seconds = 0.0
             if text is None:
@@ -192,13 +202,43 @@ class DeliveryWorkers:
             except DeliveryFailed as exc:
                 await self._failed(job, exc, adapter)
                 return
-            await self.queue.complete(job.id)
             self.metrics.delivery_attempts.labels(message.platform, "delivered").inc()
             elapsed = max(0.0, self._clock() - message.received_at)
             self.metrics.reply_duration.labels(message.platform).observe(elapsed)
             # A retried reply's model call happened in an earlier attempt: its whole wait counts as the bot's.
             self.metrics.reply_overhead.labels(message.platform).observe(max(0.0, elapsed - model_seconds))
             log.info("reply delivered", extra={"labels.platform": message.platform, "event.outcome": "success"})
+            try:
+                await self.queue.complete(job.id)
+            except DependencyUnavailable as exc:
+                self._remember_unrecorded(job.id, exc.message)
+
+    def _remember_unrecorded(self, job_id: str, reason: str) -> None:
+        """The platform has the reply but the store could not mark the job done (a full disk, Redis away).
+
+        The job must not be sent again when its lease runs out: it is remembered here and its
+        completion retried every second until the store takes it.
+        """
+        log.warning("reply of job %s delivered but not recorded, recording it again until the store takes it: %s",
+                    job_id, reason, extra={"labels.job_id": job_id})
+        self._unrecorded.add(job_id)
+        task = asyncio.create_task(self._record_later(job_id), name=f"record-{job_id[:8]}")
+        self._recorders.add(task)
+        task.add_done_callback(self._recorders.discard)
+
+    async def _record_later(self, job_id: str) -> None:
+        while job_id in self._unrecorded and not self._stopping:
+            await asyncio.sleep(self.record_retry_interval)
+            await self._record_delivery(job_id)
+
+    async def _record_delivery(self, job_id: str) -> None:
+        try:
+            await self.queue.complete(job_id)
+        except DependencyUnavailable:
+            return
+        if job_id in self._unrecorded:
+            self._unrecorded.discard(job_id)
+            log.info("delivery of job %s recorded", job_id, extra={"labels.job_id": job_id})
 
     async def _shaped(self, job: Job, adapter: PlatformAdapter, reply: Reply) -> bool:
         """Hold the reply back (not an attempt) while a platform sending budget it draws on is spent."""

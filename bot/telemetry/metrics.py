@@ -77,6 +77,11 @@ class BotMetrics:
             "bot_model_circuit_open", "1 while the model circuit breaker is open.", ("backend",), registry=r,
         )
         self.queue_depth = Gauge("bot_queue_depth", "Items waiting in a queue.", ("queue",), registry=r)
+        self.queue_persistence = Gauge(
+            "bot_queue_persistence",
+            "1 for how the queue store keeps messages across its own restart: wal (SQLite), aof, rdb, aof+rdb, "
+            "none or unknown (Redis).", ("store", "mode"), registry=r,
+        )
         self.queue_oldest_age = Gauge(
             "bot_queue_oldest_age_seconds", "Age of the oldest message due and waiting to be picked up (0 when none).",
             ("queue",), registry=r,
