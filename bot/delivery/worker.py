@@ -115,13 +115,15 @@ class DeliveryWorkers:
         while not self._stopping:
             await self._job_slots.acquire()
             await self._model_slots.acquire()
+            # Cleared before the claim, not after: a message admitted while the claim runs either
+            # is found by it or sets the event again, so no wake-up is lost between claimers.
+            self._wake.clear()
             job = await self._claim()
             if job is None:
                 self._model_slots.release()
                 self._job_slots.release()
                 if self._stopping:
                     return
-                self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 continue
