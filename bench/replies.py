@@ -9,6 +9,7 @@ update was posted. `python -m bench replies [RATE:LATENCY:SECONDS ...]`.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -75,13 +76,13 @@ def run_one(load: Load, workdir: Path) -> ReplyRun:
             proc.stop()
 
 
-def row(load: Load, run: ReplyRun) -> str:
+def row(load: Load, run: ReplyRun, busy: float) -> str:
     passed = run.answered == len(run.sent) and run.rejected == 0 and run.p99 <= load.latency + ALLOWANCE
     return (
         f"| {load.rate:g} msg/s × {load.seconds:g} s | {load.latency:g} s | {load.settings} | {len(run.sent)} | "
         f"{run.answered} | "
         f"{run.duplicates} | {run.replies_per_second:.1f} | {run.p50:.2f} s | {run.p99:.2f} s | {run.max_in_flight} | "
-        f"{'**PASS**' if passed else '**FAIL**'} |"
+        f"{'**PASS**' if passed else '**FAIL**'} | {busy:.1f} |"
     )
 
 
@@ -102,13 +103,15 @@ def main(argv: list[str] | None = None) -> None:
         "Max in flight = most concurrent calls the model stand-in saw.",
         "",
         "| load | model latency | settings | updates | answered | duplicates | replies/s | reply p50 | reply p99 | "
-        "max in-flight model calls | verdict |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "max in-flight model calls | verdict | load avg at start |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     with tempfile.TemporaryDirectory(prefix="bench-replies-") as tmp:
         for load in loads:
+            # The machine is shared: the 1-minute load average when a row starts says how quiet it was.
+            busy = os.getloadavg()[0]
             run = run_one(load, Path(tmp))
-            lines.append(row(load, run))
+            lines.append(row(load, run, busy))
             print(lines[-1], flush=True)
     append_results("replies: load × model latency (python -m bench replies)", lines)
 
