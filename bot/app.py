@@ -283,6 +283,7 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
             ),
             model_concurrency=settings.model_concurrency,
             lease_seconds=settings.delivery_lease_seconds,
+            rate_limit_patience=settings.model_rate_limit_patience,
             shaper=shaper,
         )
         app[workers_key] = workers

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # Model calls in flight at once, and the size of the model client's connection pool. An LLM
     # call waits seconds on I/O, so replies/s = this / model latency: hundreds, not a handful.
     model_max_concurrency: int = Field(256, ge=1, le=10000)
+    # A platform message waits in the queue this long for a model answering 429, then gets the fallback reply.
+    model_rate_limit_patience: float = Field(120.0, ge=0)
 
     bot_trusted_proxies: tuple[IPvAnyNetwork, ...] = ("127.0.0.1/32", "::1/128")  # type: ignore[assignment]
     signature_max_skew_seconds: int = Field(300, ge=1)

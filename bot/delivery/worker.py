@@ -53,6 +53,7 @@ class DeliveryWorkers:
         poll_interval: float = 0.5,
         shaper: OutboundShaper | None = None,
         horizon: RetryHorizon | None = None,
+        rate_limit_patience: float = 120.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
@@ -68,6 +69,8 @@ class DeliveryWorkers:
         self.poll_interval = poll_interval
         self.shaper = shaper
         self.horizon = horizon or RetryHorizon()
+        # How long a message may wait for a model that answers 429 before the fallback reply goes out.
+        self.rate_limit_patience = rate_limit_patience
         self._clock = clock
         self._model_slots = asyncio.Semaphore(model_concurrency)
         self._job_slots = asyncio.Semaphore(self.max_jobs)
@@ -188,11 +191,16 @@ class DeliveryWorkers:
             if text is None:
                 started = time.perf_counter()
                 try:
-                    text = await self._answer(job)
+                    answer = await self._answer(job)
                 finally:
                     model_seconds = time.perf_counter() - started
                     if slot is not None:
                         slot.release()
+                if isinstance(answer, float):
+                    await self.queue.defer(job.id, answer)
+                    span.add_event("model rate limited, back to the queue")
+                    return
+                text = answer
                 await self.queue.save_reply(job.id, text)
             reply = Reply(message, text)
             if await self._shaped(job, adapter, reply):
@@ -256,10 +264,17 @@ class DeliveryWorkers:
         await self.queue.defer(job.id, delay)
         return True
 
-    async def _answer(self, job: Job) -> str:
+    async def _answer(self, job: Job) -> str | float:
+        """The reply text, or the seconds to wait in the queue while the model asks us to slow down."""
         try:
             completion = await self.conversation.respond(job.message.session_key, job.message.text)
         except BackendError as exc:
+            waited = self._clock() - job.message.received_at
+            if exc.rate_limited and waited < self.rate_limit_patience:
+                delay = float(max(0.5, exc.retry_after or 1.0))
+                log.info("model rate limited, job %s waits %.1fs in the queue", job.id, delay,
+                         extra={"labels.job_id": job.id, "error.code": exc.code})
+                return delay
             # The user hears something now rather than nothing; the failure is counted by the model metrics.
             log.warning("model failed, sending the fallback reply: %s", exc.code, extra={"error.code": exc.code})
             return FALLBACK_REPLY

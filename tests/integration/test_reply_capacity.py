@@ -59,6 +59,16 @@ class Stack:
 
 
 @pytest.fixture
+def limited_model(tmp_path: Path) -> Iterator[Stack]:
+    """A model that answers 429 (Retry-After: 1) to a sixth concurrent call."""
+    s = Stack(tmp_path, model_capacity=5)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     s = Stack(tmp_path)
     try:
@@ -99,6 +109,22 @@ async def test_model_max_concurrency_bounds_model_calls_and_the_backlog_waits_in
         assert max(ages) >= 1.5
         await asyncio.sleep(1.5)
         assert await metric(http, base, "bot_queue_oldest_age_seconds", queue="inbound") == 0
+
+
+async def test_a_model_that_answers_429_past_its_limit_gets_the_burst_from_the_queue_not_the_fallback(
+    limited_model: Stack,
+) -> None:
+    bot, base = limited_model.start_bot({"MODEL_MAX_RETRIES": "0"})
+    run = await post_updates(base, SECRET, rate=40, seconds=0.5)  # 20 at once against room for 5
+    await collect(run, limited_model.telegram, limited_model.model, timeout=60)
+    assert (run.answered, run.duplicates, run.fallbacks) == (20, 0, 0)
+    assert run.model_refused > 0 and run.max_in_flight <= 5
+    async with aiohttp.ClientSession() as http:
+        # Refusals did not open the circuit: the model is up, it only asked for patience.
+        assert await metric(http, base, "bot_model_circuit_open", backend="openai_compat") == 0
+        assert await metric(http, base, "bot_model_requests_total", outcome="success") == 20
+        assert await metric(http, base, "bot_model_requests_total", outcome="model_unavailable") == run.model_refused
+    assert "model rate limited, job" in bot.output()
 
 
 def test_bot_workers_still_works_and_says_it_is_deprecated(stack: Stack) -> None:

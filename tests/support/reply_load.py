@@ -72,6 +72,7 @@ class TelegramStandIn:
 
     def __init__(self) -> None:
         self.arrivals: dict[int, float] = {}
+        self.fallbacks = 0  # replies that are the bot's apology, not the model's answer
         self.duplicates = 0
         self.refused = 0
         self.down_until = 0.0
@@ -91,6 +92,8 @@ class TelegramStandIn:
             self.refused += 1
             return web.json_response({"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502)
         message_id = int(body["reply_parameters"]["message_id"])
+        if str(body.get("text", "")).startswith("Sorry, I cannot answer"):
+            self.fallbacks += 1
         if message_id in self.arrivals:
             self.duplicates += 1
         else:
@@ -104,6 +107,7 @@ class TelegramStandIn:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response({
             "arrivals": {str(k): v for k, v in self.arrivals.items()}, "duplicates": self.duplicates,
+            "fallbacks": self.fallbacks,
             "refused": self.refused,
         })
 
@@ -138,7 +142,9 @@ class ReplyRun:
     rejected: int = 0
     arrivals: dict[int, float] = field(default_factory=dict)
     duplicates: int = 0
+    fallbacks: int = 0
     max_in_flight: int = 0
+    model_refused: int = 0
 
     @property
     def latencies(self) -> list[float]:
@@ -207,12 +213,14 @@ async def collect(run: ReplyRun, telegram: str, model: str | None, *, timeout: f
                 stats = await resp.json()
             run.arrivals = {int(k): v for k, v in stats["arrivals"].items()}
             run.duplicates = stats["duplicates"]
+            run.fallbacks = stats["fallbacks"]
             if run.answered >= len(run.sent) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.25)
         if model is not None:
             async with http.get(f"{model}/stats") as resp:
-                run.max_in_flight = (await resp.json())["max_in_flight"]
+                model_stats = await resp.json()
+            run.max_in_flight, run.model_refused = model_stats["max_in_flight"], model_stats["refused"]
     return run
 
 
