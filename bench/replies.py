@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from bench.machine import append_results
 from tests.support.ports import free_port
 from tests.support.processes import Process, python_module
@@ -70,7 +72,11 @@ def run_one(load: Load, workdir: Path) -> ReplyRun:
             run = await post_updates(bot, SECRET, load.rate, load.seconds)
             return await collect(run, telegram, model, timeout=load.latency + 120)
 
-        return asyncio.run(go())
+        bot_process = psutil.Process(started[2].pid)
+        cpu_before = sum(bot_process.cpu_times()[:2])
+        run = asyncio.run(go())
+        run.bot_cpu_seconds = sum(bot_process.cpu_times()[:2]) - cpu_before
+        return run
     finally:
         for proc in reversed(started):
             proc.stop()
@@ -82,7 +88,7 @@ def row(load: Load, run: ReplyRun, busy: float) -> str:
         f"| {load.rate:g} msg/s × {load.seconds:g} s | {load.latency:g} s | {load.settings} | {len(run.sent)} | "
         f"{run.answered} | "
         f"{run.duplicates} | {run.replies_per_second:.1f} | {run.p50:.2f} s | {run.p99:.2f} s | {run.max_in_flight} | "
-        f"{'**PASS**' if passed else '**FAIL**'} | {busy:.1f} |"
+        f"{'**PASS**' if passed else '**FAIL**'} | {run.bot_cpu_seconds / max(1, run.answered) * 1000:.2f} | {busy:.1f} |"
     )
 
 
@@ -100,11 +106,13 @@ def main(argv: list[str] | None = None) -> None:
         "a Telegram API stand-in noting each reply's arrival. Reply time = arrival at the stand-in − update posted. "
         f"PASS = every update answered once and reply p99 ≤ model latency + {ALLOWANCE:g} s. "
         "Replies/s = replies ÷ (first update posted to last reply arrived). "
-        "Max in flight = most concurrent calls the model stand-in saw.",
+        "Max in flight = most concurrent calls the model stand-in saw. Bot CPU = the bot process's user+system "
+        "seconds over the run ÷ replies (webhook, model call, send, queue, telemetry): 1000 ÷ it is the replies/s "
+        "one free core sustains. The machine is shared; the load average says how busy it was.",
         "",
         "| load | model latency | settings | updates | answered | duplicates | replies/s | reply p50 | reply p99 | "
-        "max in-flight model calls | verdict | load avg at start |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "max in-flight model calls | verdict | bot CPU ms/reply | load avg at start |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     with tempfile.TemporaryDirectory(prefix="bench-replies-") as tmp:
         for load in loads:

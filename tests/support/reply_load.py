@@ -144,6 +144,7 @@ class ReplyRun:
     duplicates: int = 0
     fallbacks: int = 0
     max_in_flight: int = 0
+    bot_cpu_seconds: float = 0.0
     model_refused: int = 0
 
     @property
