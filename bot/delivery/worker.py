@@ -85,10 +85,6 @@ class DeliveryWorkers:
         self._stopping = False
         self._queue_down = False
 
-    @property
-    def jobs_in_progress(self) -> int:
-        return len(self._jobs)
-
     def notify(self) -> None:
         """A message was admitted: claim it now rather than at the next poll."""
         self._wake.set()
