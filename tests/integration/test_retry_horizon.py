@@ -79,7 +79,7 @@ async def test_past_the_platforms_horizon_the_reply_is_a_dead_letter_saying_why(
         await eventually(buried, timeout=10, what="a dead letter")
         buried_after = time.monotonic() - started
     # Given up on just before the horizon would pass, not after a count of attempts.
-    assert 1.0 < buried_after < 3.0, buried_after
+    assert 1.0 < buried_after < 5.0, buried_after  # 2 s, plus polling and a loaded machine
     listed = await run_dlq({"BOT_DATA_DIR": str(bots.workdir / "bot")}, "list", "--json")
     assert listed.returncode == 0, listed.stderr
     [dead] = orjson.loads(listed.stdout)["dead_letters"]
