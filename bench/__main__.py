@@ -12,6 +12,7 @@ SUITES = {
     "webhooks": "signed platform callbacks: ACK latency against each platform's deadline",
     "sidecar": "the sidecar against nginx in front of the same upstream",
     "capacity": "the request rate where the stack stops meeting slo.yaml",
+    "replies": "platform replies under load (RATE:LATENCY:SECONDS rows): replies/s, reply p50/p99, model calls in flight",
     "soak": "a long steady run watching memory and descriptors (SOAK_SECONDS, default 600; SOAK_RATE, default 40)",
 }
 
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     parser = build_parser()
-    names = parser.parse_args(argv).suites or list(SUITES)
+    # RATE:LATENCY:SECONDS arguments belong to the replies suite, which reads them itself.
+    names = parser.parse_args([arg for arg in argv if ":" not in arg]).suites or list(SUITES)
     unknown = [name for name in names if name not in SUITES]
     if unknown:
         parser.error(f"invalid choice: {', '.join(unknown)} (choose from {', '.join(SUITES)})")

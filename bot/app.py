@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
@@ -17,6 +19,7 @@ from bot.backends.circuit import CircuitBreaker
 from bot.backends.openai_compat import OpenAICompatBackend
 from bot.conversation import Conversation
 from bot.delivery.base import InboundQueue
+from bot.delivery.horizon import DEFAULT_PLATFORM_HORIZONS, RetryHorizon
 from bot.delivery.retry import RetryPolicy
 from bot.delivery.shaping import OutboundShaper
 from bot.delivery.store import open_inbound_queue
@@ -37,6 +40,7 @@ from bot.keys import (
     http_client_key,
     intake_key,
     metrics_key,
+    model_http_client_key,
     queue_key,
     readiness_key,
     redis_key,
@@ -56,6 +60,8 @@ from bot.settings import Settings
 from bot.telemetry.metrics import BotMetrics
 from servicekit.logs import AccessLog
 from servicekit.tracing import create_tracer_provider
+
+log = logging.getLogger("bot")
 
 
 def create_app(
@@ -182,8 +188,16 @@ def _model_backend(given: ModelBackend | None) -> CleanupCtx:
             backend = given
         elif settings.model_endpoint:
             api_key = settings.model_api_key.get_secret_value() if settings.model_api_key else None
+            # The model gets its own pool, sized to the concurrency allowed: a shared pool's
+            # per-host cap would silently cap replies/s below what the setting promises.
+            limit = settings.model_concurrency
+            model_http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ttl_dns_cache=300),
+                raise_for_status=False,
+            )
+            app[model_http_client_key] = model_http
             backend = OpenAICompatBackend(
-                app[http_client_key],
+                model_http,
                 settings.model_endpoint,
                 api_key,
                 settings.model_name,
@@ -200,7 +214,11 @@ def _model_backend(given: ModelBackend | None) -> CleanupCtx:
         else:
             backend = BuiltinBackend()
         app[backend_key] = backend
-        yield
+        try:
+            yield
+        finally:
+            if model_http_client_key in app:
+                await app[model_http_client_key].close()
 
     return ctx
 
@@ -222,6 +240,7 @@ def _inbound_queue(given: InboundQueue | None) -> CleanupCtx:
         settings = app[settings_key]
         queue = given if given is not None else await open_inbound_queue(settings, redis=app.get(redis_key))
         app[queue_key] = queue
+        await _report_persistence(queue, app[metrics_key])
         app[readiness_key].add("queue", queue.check)
         try:
             yield
@@ -229,6 +248,28 @@ def _inbound_queue(given: InboundQueue | None) -> CleanupCtx:
             await queue.close()
 
     return ctx
+
+
+async def _report_persistence(queue: InboundQueue, metrics: BotMetrics) -> None:
+    """Export how the queue survives its store's restart; warn loudly when it would not."""
+    persistence = getattr(queue, "persistence", None)
+    if persistence is None:
+        metrics.queue_persistence.labels("sqlite", "wal").set(1)
+        return
+    mode, policy = await persistence()
+    metrics.queue_persistence.labels("redis", mode).set(1)
+    if mode == "none":
+        log.error("REDIS WITHOUT PERSISTENCE: the queue's Redis has appendonly no and no save points, so a Redis "
+                  "restart loses every queued message and dead letter; set appendonly yes (docs/operations.md)")
+    elif mode == "rdb":
+        log.warning("the queue's Redis persists by snapshots only: a Redis restart loses the messages queued since "
+                    "the last one; set appendonly yes (docs/operations.md)")
+    elif mode == "unknown":
+        log.warning("could not read the queue's Redis persistence settings (CONFIG GET refused or no answer); "
+                    "make sure it runs with appendonly yes and maxmemory-policy noeviction")
+    if policy not in ("noeviction", "unknown"):
+        log.error("the queue's Redis has maxmemory-policy %s: under memory pressure it deletes queued messages; "
+                  "set maxmemory-policy noeviction", policy)
 
 
 def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
@@ -254,14 +295,23 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
                   else OutboundShaper.in_redis(settings.redis_url.get_secret_value(), app[redis_key]))
         workers = DeliveryWorkers(
             app[queue_key], adapters, app[conversation_key], app[metrics_key], app[tracer_key],
+            # No attempt cap by default (0): the retry horizon decides, so an outage is ridden out.
             policy=RetryPolicy(
-                settings.delivery_max_attempts, settings.delivery_backoff_base, settings.delivery_backoff_max
+                settings.delivery_max_attempts or sys.maxsize, settings.delivery_backoff_base,
+                settings.delivery_backoff_max,
             ),
-            concurrency=settings.bot_workers,
+            horizon=RetryHorizon(
+                settings.delivery_retry_horizon, {**DEFAULT_PLATFORM_HORIZONS, **settings.delivery_retry_horizons},
+            ),
+            model_concurrency=settings.model_concurrency,
             lease_seconds=settings.delivery_lease_seconds,
+            rate_limit_patience=settings.model_rate_limit_patience,
             shaper=shaper,
         )
         app[workers_key] = workers
+        app[metrics_key].model_concurrency_limit.labels(app[backend_key].name).set(settings.model_concurrency)
+        for line in settings.deprecations:
+            log.warning(line)
         app[intake_key] = Intake(app[queue_key], app[metrics_key], workers.notify)
         workers.start()
         for name, hook in hooks.items():

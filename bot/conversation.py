@@ -39,6 +39,7 @@ class Conversation:
         name = backend.name
         self._ok = metrics.model_requests.labels(name, "success")
         self._duration = metrics.model_duration.labels(name)
+        self._in_flight = metrics.model_in_flight.labels(name)
         self._prompt_tokens = metrics.model_tokens.labels(name, "prompt")
         self._completion_tokens = metrics.model_tokens.labels(name, "completion")
 
@@ -63,12 +64,15 @@ class Conversation:
         with scope as span:
             if span is not None:
                 span.set_attribute("gen_ai.system", name)
+            self._in_flight.inc()
             try:
                 completion = await self.backend.complete(prompt)
             except BackendError as exc:
                 self.metrics.model_requests.labels(name, exc.code).inc()
                 self._duration.observe(time.perf_counter() - started)
                 raise
+            finally:
+                self._in_flight.dec()
             self._duration.observe(time.perf_counter() - started, exemplar())
             self._ok.inc()
             self._prompt_tokens.inc(completion.prompt_tokens)

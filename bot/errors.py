@@ -109,11 +109,14 @@ class BackendError(BotError):
     code = "model_error"
 
     def __init__(
-        self, message: str | None = None, retry_after: float | None = None, *, retryable: bool = False
+        self, message: str | None = None, retry_after: float | None = None, *, retryable: bool = False,
+        rate_limited: bool = False,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.retryable = retryable
+        # The model answered "slow down" (429): it is up, so the message can wait for it.
+        self.rate_limited = rate_limited
 
     def headers(self) -> dict[str, str]:
         if self.retry_after is None:

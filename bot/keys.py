@@ -25,6 +25,7 @@ tracer_key = web.AppKey("tracer", Tracer)
 http_client_key = web.AppKey("http_client", aiohttp.ClientSession)
 # The process's one Redis client (one connection pool), present when REDIS_URL is set.
 redis_key: web.AppKey[aioredis.Redis] = web.AppKey("redis")
+model_http_client_key = web.AppKey("model_http_client", aiohttp.ClientSession)
 sessions_key = web.AppKey("sessions", SessionStore)
 backend_key = web.AppKey("backend", ModelBackend)
 conversation_key = web.AppKey("conversation", Conversation)

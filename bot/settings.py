@@ -13,6 +13,21 @@ from servicekit.errors import ConfigError
 from servicekit.settings import EnvironSettings, check_redis_url, environ_subset, split_csv
 
 
+def parse_horizons(value: object) -> object:
+    """`qq=3600,dingtalk=5400` (seconds per platform) as a mapping; anything else passes through."""
+    if not isinstance(value, str):
+        return value
+    pairs: dict[str, str] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        name, sep, seconds = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected platform=seconds, got {item.strip()!r}")
+        pairs[name.strip().lower()] = seconds.strip()
+    return pairs
+
+
 class Settings(EnvironSettings):
     """Everything the bot reads from its environment, validated at start-up."""
 
@@ -25,6 +40,8 @@ class Settings(EnvironSettings):
     bot_max_body_bytes: int = Field(1024 * 1024, ge=1024)
     bot_shutdown_timeout: float = Field(10.0, ge=0)
     bot_data_dir: str = "var"
+    # /ready fails below this much free space where the SQLite queue lives: a message could not be stored.
+    bot_data_min_free_bytes: int = Field(16 * 1024 * 1024, ge=0)
     # Limits against slow or greedy clients (bot/http/limits.py).
     bot_max_connections: int = Field(1000, ge=1)
     bot_backlog: int = Field(1024, ge=1)
@@ -50,12 +67,23 @@ class Settings(EnvironSettings):
     model_retry_max_delay: float = Field(8.0, ge=0)
     model_breaker_failures: int = Field(5, ge=1)
     model_breaker_reset: float = Field(30.0, gt=0)
+    # Model calls in flight at once, and the size of the model client's connection pool. An LLM
+    # call waits seconds on I/O, so replies/s = this / model latency: hundreds, not a handful.
+    model_max_concurrency: int = Field(256, ge=1, le=10000)
+    # A platform message waits in the queue this long for a model answering 429, then gets the fallback reply.
+    model_rate_limit_patience: float = Field(120.0, ge=0)
 
     bot_trusted_proxies: tuple[IPvAnyNetwork, ...] = ("127.0.0.1/32", "::1/128")  # type: ignore[assignment]
     signature_max_skew_seconds: int = Field(300, ge=1)
     dedup_ttl_seconds: int = Field(86400, ge=60)
-    bot_workers: int = Field(8, ge=1, le=256)
-    delivery_max_attempts: int = Field(6, ge=1, le=50)
+    # Deprecated: read as MODEL_MAX_CONCURRENCY when that is not set (see model_concurrency).
+    bot_workers: int | None = Field(None, ge=1, le=10000)
+    # 0: no count limit, the retry horizon alone decides when a reply becomes a dead letter.
+    delivery_max_attempts: int = Field(0, ge=0, le=10000)
+    # Seconds after receipt a failed reply is still retried; per platform (`qq=3600,dingtalk=5400`)
+    # on top of the built-in defaults, and never past a platform's own reply window.
+    delivery_retry_horizon: float = Field(6 * 3600.0, gt=0)
+    delivery_retry_horizons: dict[str, float] = Field(default_factory=dict)
     delivery_backoff_base: float = Field(1.0, gt=0)
     delivery_backoff_max: float = Field(300.0, gt=0)
     # Longer than the slowest model call plus send: a job held past it is taken over by another worker.
@@ -76,6 +104,19 @@ class Settings(EnvironSettings):
     @classmethod
     def _keys_from_csv(cls, value: object) -> object:
         return split_csv(value)
+
+    @field_validator("delivery_retry_horizons", mode="before")
+    @classmethod
+    def _horizons_from_pairs(cls, value: object) -> object:
+        return parse_horizons(value)
+
+    @field_validator("delivery_retry_horizons")
+    @classmethod
+    def _horizons_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, seconds in value.items() if not seconds > 0]
+        if bad:
+            raise ValueError(f"horizons must be positive seconds: {', '.join(bad)}")
+        return value
 
     @field_validator("model_endpoint", "otel_exporter_otlp_endpoint", "bot_log_file", mode="before")
     @classmethod
@@ -103,6 +144,24 @@ class Settings(EnvironSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError("must be the http(s) API base, e.g. https://api.openai.com/v1")
         return value
+
+    @property
+    def model_concurrency(self) -> int:
+        """MODEL_MAX_CONCURRENCY; the deprecated BOT_WORKERS stands in only when it alone is set."""
+        if self.bot_workers is not None and "model_max_concurrency" not in self.model_fields_set:
+            return self.bot_workers
+        return self.model_max_concurrency
+
+    @property
+    def deprecations(self) -> tuple[str, ...]:
+        """Settings still honoured but on their way out, each as one line for the start-up log."""
+        if self.bot_workers is None:
+            return ()
+        if "model_max_concurrency" in self.model_fields_set:
+            return (f"BOT_WORKERS is deprecated and ignored: MODEL_MAX_CONCURRENCY={self.model_max_concurrency} "
+                    "bounds the model calls; remove BOT_WORKERS",)
+        return (f"BOT_WORKERS is deprecated: read as MODEL_MAX_CONCURRENCY={self.bot_workers} (concurrent model "
+                "calls, not a worker pool); rename it, or remove it to get the default of 256",)
 
     @property
     def api_keys(self) -> tuple[str, ...]:

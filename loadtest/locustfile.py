@@ -16,6 +16,7 @@ from loadtest.conversations import Conversation
 from loadtest.platforms.base import CallbackBuilder, unique_id
 from loadtest.platforms.registry import PLATFORMS, builder
 from loadtest.record import Recorder
+from loadtest.replies import tag
 from loadtest.settings import CHAT_ROUTE, GeneratorSettings, user_class_name, weight_of
 from loadtest.slo import load_gates
 from loadtest.step import step_holds
@@ -121,11 +122,17 @@ class CallbackUser(BotwatchUser):
     @task
     def deliver(self) -> None:
         message, _ = self.conversation.next_message()
+        # The reference comes back in the reply, so the platform stand-in can time it (loadtest/replies.py).
+        message, ref = tag(message)
         req = self.callbacks.message(message, self.user_id, self.chat)
+        posted = time.time()
         # The exact signed bytes go out; Locust documents bytes for `data`, its annotation says str.
         with self.client.request(req.method, req.url_path, data=req.body,  # type: ignore[arg-type]
                                  headers=req.headers, name=req.route, catch_response=True) as response:
             self.check(response)
+            # Only a callback the bot accepted owes a reply (one cut off by the end of the run does not).
+            if 200 <= response.status_code < 300:
+                RECORDER.replies_sent[ref] = posted
 
 
 for _platform in PLATFORMS:

@@ -55,6 +55,8 @@ class Recorder:
     counts: Counter[tuple[str, int]] = field(default_factory=Counter)
     error_reasons: Counter[str] = field(default_factory=Counter)
     steps: list[dict[str, float]] = field(default_factory=list)
+    # Platform callbacks by the reference their text carries, and when each was posted (loadtest/replies.py).
+    replies_sent: dict[str, float] = field(default_factory=dict)
     started: float = 0.0
     stopped: float = 0.0
 
@@ -92,6 +94,7 @@ class Recorder:
             "steps": self.steps,
         }
         (directory / "samples.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        (directory / "replies_sent.json").write_text(json.dumps(self.replies_sent), encoding="utf-8")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from loadtest.gates import Figures, figures_line, judge, refusal_check, summary_
 from loadtest.platforms.registry import PLATFORMS, missing_settings
 from loadtest.profiles import PROFILES, Profile
 from loadtest.record import RunRecord
+from loadtest.replies import await_replies, judge_replies, load_reply_gate, load_sent, reply_figures
 from loadtest.scrape import Snapshot, scrape
 from loadtest.settings import GeneratorSettings, StepPlan, parse_weights, user_class_name, weight_of
 from loadtest.slo import Gates, load_gates
@@ -127,7 +128,8 @@ def _resources(snapshot: Snapshot | None) -> str:
 
 
 def execute(profile: Profile, target: Target, gates: Gates, out: Path, *, rate: float, duration_s: float,
-            weights: Mapping[str, int], api_key: str | None, environ: Mapping[str, str]) -> tuple[bool, str]:
+            weights: Mapping[str, int], api_key: str | None, environ: Mapping[str, str],
+            replies_url: str | None = None) -> tuple[bool, str]:
     """Run one profile against a target; returns (passed, the one-line reason) and writes out/summary.json."""
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -168,19 +170,37 @@ def execute(profile: Profile, target: Target, gates: Gates, out: Path, *, rate: 
     refusal_warning, refusal_failure = refusal_check(figures)
     if refusal_warning:
         lines.append(refusal_warning)
+    replies_passed, reply_line = True, ""
+    reply_summary: dict[str, object] | None = None
+    if replies_url:
+        reply_gate = load_reply_gate()
+        sent = load_sent(out / "record")
+        try:
+            arrived = await_replies(replies_url, sent, reply_gate)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            problems.append(f"{replies_url} did not answer ({exc})")
+        else:
+            reply_numbers = reply_figures(sent, arrived, reply_gate)
+            replies_passed, reply_line = judge_replies(reply_numbers, reply_gate)
+            lines.append(reply_line)
+            reply_summary = {**asdict(reply_numbers), "gate": asdict(reply_gate), "passed": replies_passed}
     summary: dict[str, object] = {
         "profile": profile.name, "target": asdict(target), "figures": asdict(figures),
         "gates": asdict(gates), "failures": verdict.failures,
         "truth": [asdict(c) for c in truth.checks], "error_reasons": record.error_reasons,
         "refused_by_rate_limits": refusal_failure or refusal_warning,
     }
-    passed = verdict.passed and truth.passed and not problems and refusal_failure is None
+    if reply_summary is not None:
+        summary["replies"] = reply_summary
+    passed = verdict.passed and truth.passed and replies_passed and not problems and refusal_failure is None
     if profile.report_resources:
         line = f"bot resources: start {_resources(bot_before)}; end {_resources(bot_after)}"
         lines.append(line)
         summary["resources"] = line
     headline = lines[0].removeprefix("PASS: ")
     reasons = list(verdict.failures)
+    if not replies_passed:
+        reasons.append(reply_line)
     if profile.step is not None:
         knee_found, headline = _read_steps(record, gates, out, summary)
         lines += [headline, f"chart: {out / 'step.png'}"]
@@ -231,6 +251,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--weights", default=env.get("LOADTEST_WEIGHTS", ""),
                         help="user class weights, e.g. chat=8,feishu=1,wecom=1 (0 turns one off)")
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "loadtest")
+    parser.add_argument("--replies", default=env.get("LOADTEST_REPLIES_URL") or None,
+                        help="the platform API stand-in's /_replies URL: gate platform replies on slo.yaml's reply "
+                             "objective")
     args = parser.parse_args(argv)
 
     profile = PROFILES[args.profile]
@@ -250,7 +273,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     rate = args.rate or profile.rate
     passed, line = execute(
         profile, target, load_gates(), out, rate=rate, duration_s=args.duration or profile.duration_s,
-        weights=weights, api_key=_api_key(env), environ=env,
+        weights=weights, api_key=_api_key(env), environ=env, replies_url=args.replies,
     )
     print(line)
     return 0 if passed else 1

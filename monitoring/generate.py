@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from monitoring import replies
 from monitoring.dashboard_json import dashboard_files
 from monitoring.rules import rule_files
 from monitoring.slo import ROOT, SLO_FILE, load_slo, slo_file
@@ -26,6 +27,7 @@ def generated_files(source: Path = SLO_FILE) -> dict[Path, str]:
     """Every generated file's path and the text it must hold now."""
     slo = load_slo(source)
     files = {RULES_DIR / name: render_yaml(content) for name, content in rule_files(slo).items()}
+    files.update({RULES_DIR / name: render_yaml(content) for name, content in replies.rule_files(slo).items()})
     from monitoring.rule_tests import threshold_cases  # it reads expressions, which import this module
 
     files[RULE_TESTS_FILE] = render_yaml(threshold_cases(slo), _RULES_HEADER.replace("rules.py", "rule_tests.py"))

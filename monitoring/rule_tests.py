@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from monitoring import replies
 from monitoring.expressions import alert_signals
 from monitoring.rules import Rule, alert_rules, number
 from monitoring.slo import SLO, duration_seconds
@@ -73,7 +74,7 @@ def _case(rule: Rule, long_series: str, short_series: str, long_value: float, sh
 def threshold_cases(slo: SLO) -> dict[str, Any]:
     """The promtool test file: for each burn-rate alert, fires above, silent when either window is below."""
     tests = []
-    for rule in burn_rate_alerts(alert_rules(slo)):
+    for rule in burn_rate_alerts([*alert_rules(slo), *replies.alert_rules(slo)]):
         long_series, short_series = _series(alert_signals(rule["expr"]), rule)
         threshold = threshold_from_slo(slo, rule)
         above, below = threshold * ABOVE, threshold * BELOW
@@ -85,7 +86,7 @@ def threshold_cases(slo: SLO) -> dict[str, Any]:
             case = _case(rule, long_series, short_series, long_value, short_value, fires)
             tests.append({"name": f"{rule['alert']} ({number(threshold)}) {name}", **case})
     return {
-        "rule_files": ["../rules/recording.rules.yml", "../rules/alerts.rules.yml"],
+        "rule_files": ["../rules/recording.rules.yml", "../rules/alerts.rules.yml", "../rules/replies.rules.yml"],
         "evaluation_interval": "1m",
         "tests": tests,
     }

@@ -80,6 +80,17 @@ class WebhookRejections(_Strict):
     min_per_second: float = Field(ge=0)
 
 
+class QueueAge(_Strict):
+    max_seconds: float = Field(gt=0)
+    for_: str = Field(alias="for")
+
+    @field_validator("for_")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
+
+
 class SLO(_Strict):
     """Every target the rules, dashboards and load-test gates are built from."""
 
@@ -94,6 +105,10 @@ class SLO(_Strict):
     ack_deadlines_seconds: dict[str, float]
     ack_warning_ratio: float = Field(gt=0, lt=1)
     webhook_rejections: WebhookRejections
+    # Reply objectives: receipt to reply delivered, and the bot's own part of it (monitoring/replies.py).
+    reply: Latency
+    reply_overhead: Latency
+    queue_age: QueueAge
 
     @field_validator("period")
     @classmethod

@@ -92,7 +92,10 @@ class OpenAICompatBackend:
             except BackendError as exc:
                 delay = self._retry_delay(exc, attempt)
                 if delay is None:
-                    self.breaker.record_failure()
+                    # A model that asks us to slow down is up: opening the circuit would answer
+                    # everyone with the fallback while the queue could simply wait for it.
+                    if not exc.rate_limited:
+                        self.breaker.record_failure()
                     raise
                 attempt += 1
                 await asyncio.sleep(delay)
@@ -153,7 +156,7 @@ def _status_error(status: int, retry_after_header: str | None) -> BackendError:
     retry_after = parse_retry_after(retry_after_header)
     retryable = status in RETRYABLE_STATUS
     if status == 429:
-        return BackendUnavailable("model endpoint is rate limiting", retry_after, retryable=retryable)
+        return BackendUnavailable("model endpoint is rate limiting", retry_after, retryable=retryable, rate_limited=True)
     if status in (502, 503, 504):
         return BackendUnavailable(f"model endpoint answered HTTP {status}", retry_after, retryable=retryable)
     return BackendBadResponse(f"model endpoint answered HTTP {status}", retryable=retryable)

@@ -71,6 +71,10 @@ class InboundQueue(Protocol):
         """Items per queue: {"inbound": waiting or in progress, "dead_letter": buried}."""
         ...
 
+    async def oldest_waiting_since(self) -> float | None:
+        """When the oldest job that is due and not claimed became due (epoch seconds); None when none waits."""
+        ...
+
     async def check(self) -> None:
         """Return when the store answers; raise DependencyUnavailable otherwise."""
         ...

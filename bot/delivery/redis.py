@@ -323,6 +323,45 @@ class RedisQueue:
             waiting, scheduled, dead = await pipe.execute()
         return {"inbound": int(waiting) + int(scheduled), "dead_letter": int(dead)}
 
+    async def oldest_waiting_since(self) -> float | None:
+        return await self._call(self._oldest_waiting_since)
+
+    async def _oldest_waiting_since(self) -> float | None:
+        # The first entry past the group's last delivered id is the oldest not yet claimed; its id
+        # is the time (ms) Redis added it. Retries whose time has come wait in the ZSET until promoted.
+        times: list[float] = []
+        try:
+            groups = await self._redis.xinfo_groups(self.stream)
+        except ResponseError:
+            groups = []  # no stream yet
+        last = next((g.get("last-delivered-id") for g in groups if g.get("name") == self.group), None)
+        if last is not None:
+            entries = await self._redis.xrange(self.stream, min=f"({last}", count=1)
+            if entries:
+                times.append(int(entries[0][0].split("-", 1)[0]) / 1000)
+        due = await self._redis.zrangebyscore(self.scheduled, "-inf", repr(self._clock()), start=0, num=1,
+                                              withscores=True)
+        if due:
+            times.append(float(due[0][1]))
+        return min(times) if times else None
+
+    async def persistence(self) -> tuple[str, str]:
+        """How the server keeps data across a restart (`aof`, `rdb`, `aof+rdb`, `none`) and its eviction policy.
+
+        `unknown` when CONFIG is refused (some managed services) or the server does not answer.
+        """
+        try:
+            config = {
+                **await self._redis.config_get("appendonly"), **await self._redis.config_get("save"),
+                **await self._redis.config_get("maxmemory-policy"),
+            }
+        except (RedisError, OSError):
+            return "unknown", "unknown"
+        aof = config.get("appendonly") == "yes"
+        rdb = bool((config.get("save") or "").strip())
+        mode = "aof+rdb" if aof and rdb else "aof" if aof else "rdb" if rdb else "none"
+        return mode, str(config.get("maxmemory-policy", "unknown"))
+
     async def check(self) -> None:
         await self._call(self._redis.ping)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 import uuid
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, due_at, seq);
 CREATE INDEX IF NOT EXISTS seen_expiry ON seen (expires_at);
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -44,8 +46,11 @@ class SQLiteQueue:
     a power cut may lose the last commits, which the platforms' re-delivery then covers.
     """
 
-    def __init__(self, path: str | Path, dedup_ttl: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | Path, dedup_ttl: float, clock: Callable[[], float] = time.time, *, min_free_bytes: int = 0,
+    ) -> None:
         self.path = str(path)
+        self.min_free_bytes = min_free_bytes
         self.dedup_ttl = dedup_ttl
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-queue")
@@ -205,12 +210,36 @@ class SQLiteQueue:
         counts = dict(self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
         return {"inbound": counts.get("pending", 0), "dead_letter": counts.get("dead", 0)}
 
+    async def oldest_waiting_since(self) -> float | None:
+        return await self._run(self._oldest_waiting_since)
+
+    def _oldest_waiting_since(self) -> float | None:
+        now = self._clock()
+        row = self.db.execute(
+            "SELECT MIN(due_at) FROM jobs WHERE state = 'pending' AND due_at <= ? AND lease_until <= ?", (now, now),
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     async def sweep(self) -> int:
         """Forget de-duplication ids older than the TTL."""
         return await self._run(self._update, "DELETE FROM seen WHERE expires_at <= ?", (self._clock(),))
 
     async def check(self) -> None:
-        await self._run(lambda: self.db.execute("SELECT 1").fetchone())
+        """Ready only if a message could be stored now: room on the disk, and a write that commits.
+
+        A read alone passes on a full disk; the write alone can pass too, since the WAL reuses
+        space it already holds, while an admit that needs a new page fails. Both are asked.
+        """
+        await self._run(self._check)
+
+    def _check(self) -> None:
+        stats = os.statvfs(Path(self.path).parent)
+        free = stats.f_bavail * stats.f_frsize
+        if free < self.min_free_bytes:
+            raise DependencyUnavailable(
+                f"queue store disk nearly full: {free // 1024} KiB free, under BOT_DATA_MIN_FREE_BYTES"
+            )
+        self.db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (self._clock(),))
 
     async def close(self) -> None:
         if self._db is not None:

@@ -35,6 +35,8 @@ async def open_inbound_queue(
         return redis_queue
     from bot.delivery.sqlite import SQLiteQueue
 
-    sqlite_queue = SQLiteQueue(sqlite_path(settings), settings.dedup_ttl_seconds)
+    sqlite_queue = SQLiteQueue(
+        sqlite_path(settings), settings.dedup_ttl_seconds, min_free_bytes=settings.bot_data_min_free_bytes,
+    )
     await sqlite_queue.open(recover=recover)
     return sqlite_queue

@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from opentelemetry.trace import SpanKind, Tracer
 
 from bot.conversation import Conversation
 from bot.delivery.base import InboundQueue, Job
+from bot.delivery.horizon import RetryHorizon
 from bot.delivery.retry import RetryPolicy
 from bot.delivery.shaping import OutboundShaper
 from bot.errors import BackendError, DependencyUnavailable
@@ -26,7 +27,15 @@ FALLBACK_REPLY = "Sorry, I cannot answer right now. Please try again in a few mi
 
 
 class DeliveryWorkers:
-    """A fixed pool of tasks draining the queue; woken at once on enqueue, polling for retries."""
+    """Claims queued messages while a model slot is free and answers each in its own task.
+
+    Capacity is the model's concurrency, not a pool of workers: a job is claimed only once a
+    model call for it can start, so a backlog waits in the durable queue (where its age is
+    measured) rather than in memory, and a claimed job never sits on its lease waiting for a
+    slot. The send that follows releases the model slot first; it is bounded by the platforms'
+    sending budgets (the shaper) and by `max_jobs`, which keeps a platform that hangs from
+    holding unlimited claimed jobs.
+    """
 
     def __init__(
         self,
@@ -37,10 +46,15 @@ class DeliveryWorkers:
         tracer: Tracer,
         *,
         policy: RetryPolicy,
-        concurrency: int = 8,
+        model_concurrency: int = 256,
+        max_jobs: int | None = None,
+        claimers: int = 4,
         lease_seconds: float = 120.0,
         poll_interval: float = 0.5,
         shaper: OutboundShaper | None = None,
+        horizon: RetryHorizon | None = None,
+        rate_limit_patience: float = 120.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
         self.adapters = adapters
@@ -48,71 +62,112 @@ class DeliveryWorkers:
         self.metrics = metrics
         self.tracer = tracer
         self.policy = policy
-        self.concurrency = concurrency
+        self.model_concurrency = model_concurrency
+        self.max_jobs = max_jobs if max_jobs is not None else 2 * model_concurrency
+        self.claimers = claimers
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.shaper = shaper
+        self.horizon = horizon or RetryHorizon()
+        # How long a message may wait for a model that answers 429 before the fallback reply goes out.
+        self.rate_limit_patience = rate_limit_patience
+        self._clock = clock
+        self._model_slots = asyncio.Semaphore(model_concurrency)
+        self._job_slots = asyncio.Semaphore(self.max_jobs)
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._claimer_tasks: list[asyncio.Task[None]] = []
+        self._jobs: set[asyncio.Task[None]] = set()
         self._reporter: asyncio.Task[None] | None = None
+        # Jobs delivered whose completion the store has not taken yet (kept in memory: see _remember_unrecorded).
+        self._unrecorded: set[str] = set()
+        self._recorders: set[asyncio.Task[None]] = set()
+        self.record_retry_interval = 1.0
         self._stopping = False
         self._queue_down = False
 
     def notify(self) -> None:
-        """A message was admitted: wake an idle worker now rather than at the next poll."""
+        """A message was admitted: claim it now rather than at the next poll."""
         self._wake.set()
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(), name=f"delivery-{i}") for i in range(self.concurrency)]
+        self._claimer_tasks = [
+            asyncio.create_task(self._claim_loop(), name=f"delivery-claim-{i}") for i in range(self.claimers)
+        ]
         self._reporter = asyncio.create_task(self._report_depth(), name="delivery-depth")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Let jobs in progress finish (bounded); unfinished ones stay queued for the next start."""
+        """Stop claiming, let jobs in progress finish (bounded); unfinished ones stay queued for the next start."""
         self._stopping = True
         self._wake.set()
-        pending: set[asyncio.Task[None]] = {self._reporter} if self._reporter else set()
-        if self._tasks:
-            pending |= (await asyncio.wait(self._tasks, timeout=timeout))[1]
-        for task in pending:
+        for task in self._claimer_tasks:
             task.cancel()
-        for task in pending:
+        pending: set[asyncio.Task[None]] = {self._reporter} if self._reporter else set()
+        if self._jobs:
+            pending |= (await asyncio.wait(set(self._jobs), timeout=timeout))[1]
+        for task in [*self._claimer_tasks, *pending, *self._recorders]:
+            task.cancel()
+        for task in [*self._claimer_tasks, *pending, *self._recorders]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _run(self) -> None:
+    async def _claim_loop(self) -> None:
         while not self._stopping:
-            try:
-                job = await self.queue.claim(self.lease_seconds)
-            except DependencyUnavailable as exc:
-                self._queue_state(down=True, reason=exc.message)
-                job = None
-            else:
-                self._queue_state(down=False)
+            await self._job_slots.acquire()
+            await self._model_slots.acquire()
+            # Cleared before the claim, not after: a message admitted while the claim runs either
+            # is found by it or sets the event again, so no wake-up is lost between claimers.
+            self._wake.clear()
+            job = await self._claim()
             if job is None:
+                self._model_slots.release()
+                self._job_slots.release()
                 if self._stopping:
                     return
-                self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 continue
-            try:
-                await self.process(job)
-            except Exception:
-                # A bug must not kill the worker; the lease expires and the job is retried.
-                log.exception("delivery worker failed on a job")
+            # A job whose reply was saved before (a retry) needs no model call.
+            slot = _Slot(self._model_slots, held=job.reply_text is None)
+            if not slot.held:
+                self._model_slots.release()
+            task = asyncio.create_task(self._run_job(job, slot), name=f"delivery-{job.id[:8]}")
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+
+    async def _claim(self) -> Job | None:
+        try:
+            job = await self.queue.claim(self.lease_seconds)
+        except DependencyUnavailable as exc:
+            self._queue_state(down=True, reason=exc.message)
+            return None
+        self._queue_state(down=False)
+        return job
+
+    async def _run_job(self, job: Job, slot: _Slot) -> None:
+        try:
+            await self.process(job, slot)
+        except Exception:
+            # A bug must not stop delivery; the lease expires and the job is retried.
+            log.exception("delivery failed on a job", extra={"labels.job_id": job.id})
+        finally:
+            slot.release()
+            self._job_slots.release()
 
     def _queue_state(self, *, down: bool, reason: str = "") -> None:
-        # Logged on change only: every worker polls, and an outage would otherwise flood the logs.
+        # Logged on change only: every claimer polls, and an outage would otherwise flood the logs.
         if down == self._queue_down:
             return
         self._queue_down = down
         if down:
-            log.warning("queue unavailable, workers keep retrying: %s", reason)
+            log.warning("queue unavailable, delivery keeps retrying: %s", reason)
         else:
             log.info("queue available again, delivery resumes")
 
-    async def process(self, job: Job) -> None:
-        """Answer one job: reuse a saved reply, else ask the model; then send, retry or bury."""
+    async def process(self, job: Job, slot: _Slot | None = None) -> None:
+        """Answer one job: reuse a saved reply, else ask the model; then send, retry or bury.
+
+        `slot` is the model slot claimed for the job; it is given back as soon as the model answered.
+        """
         message = job.message
         adapter = self.adapters.get(message.platform)
         parent = propagator.extract({"traceparent": job.traceparent}) if job.traceparent else None
@@ -121,9 +176,27 @@ class DeliveryWorkers:
             if adapter is None:
                 await self._bury(job, f"platform {message.platform} is not enabled")
                 return
+            if job.id in self._unrecorded:
+                # Sent while the store could not record it; its lease ran out before the store came back.
+                if slot is not None:
+                    slot.release()
+                await self._record_delivery(job.id)
+                return
             text = job.reply_text
+            model_seconds = 0.0
             if text is None:
-                text = await self._answer(job)
+                started = time.perf_counter()
+                try:
+                    answer = await self._answer(job)
+                finally:
+                    model_seconds = time.perf_counter() - started
+                    if slot is not None:
+                        slot.release()
+                if isinstance(answer, float):
+                    await self.queue.defer(job.id, answer)
+                    span.add_event("model rate limited, back to the queue")
+                    return
+                text = answer
                 await self.queue.save_reply(job.id, text)
             reply = Reply(message, text)
             if await self._shaped(job, adapter, reply):
@@ -133,12 +206,45 @@ class DeliveryWorkers:
                 with self.tracer.start_as_current_span("platform.send", kind=SpanKind.CLIENT):
                     await adapter.send(reply)
             except DeliveryFailed as exc:
-                await self._failed(job, exc)
+                await self._failed(job, exc, adapter)
                 return
-            await self.queue.complete(job.id)
             self.metrics.delivery_attempts.labels(message.platform, "delivered").inc()
-            self.metrics.reply_duration.labels(message.platform).observe(max(0.0, time.time() - message.received_at))
+            elapsed = max(0.0, self._clock() - message.received_at)
+            self.metrics.reply_duration.labels(message.platform).observe(elapsed)
+            # A retried reply's model call happened in an earlier attempt: its whole wait counts as the bot's.
+            self.metrics.reply_overhead.labels(message.platform).observe(max(0.0, elapsed - model_seconds))
             log.info("reply delivered", extra={"labels.platform": message.platform, "event.outcome": "success"})
+            try:
+                await self.queue.complete(job.id)
+            except DependencyUnavailable as exc:
+                self._remember_unrecorded(job.id, exc.message)
+
+    def _remember_unrecorded(self, job_id: str, reason: str) -> None:
+        """The platform has the reply but the store could not mark the job done (a full disk, Redis away).
+
+        The job must not be sent again when its lease runs out: it is remembered here and its
+        completion retried every second until the store takes it.
+        """
+        log.warning("reply of job %s delivered but not recorded, recording it again until the store takes it: %s",
+                    job_id, reason, extra={"labels.job_id": job_id})
+        self._unrecorded.add(job_id)
+        task = asyncio.create_task(self._record_later(job_id), name=f"record-{job_id[:8]}")
+        self._recorders.add(task)
+        task.add_done_callback(self._recorders.discard)
+
+    async def _record_later(self, job_id: str) -> None:
+        while job_id in self._unrecorded and not self._stopping:
+            await asyncio.sleep(self.record_retry_interval)
+            await self._record_delivery(job_id)
+
+    async def _record_delivery(self, job_id: str) -> None:
+        try:
+            await self.queue.complete(job_id)
+        except DependencyUnavailable:
+            return
+        if job_id in self._unrecorded:
+            self._unrecorded.discard(job_id)
+            log.info("delivery of job %s recorded", job_id, extra={"labels.job_id": job_id})
 
     async def _shaped(self, job: Job, adapter: PlatformAdapter, reply: Reply) -> bool:
         """Hold the reply back (not an attempt) while a platform sending budget it draws on is spent."""
@@ -153,33 +259,57 @@ class DeliveryWorkers:
         await self.queue.defer(job.id, delay)
         return True
 
-    async def _answer(self, job: Job) -> str:
+    async def _answer(self, job: Job) -> str | float:
+        """The reply text, or the seconds to wait in the queue while the model asks us to slow down."""
         try:
             completion = await self.conversation.respond(job.message.session_key, job.message.text)
         except BackendError as exc:
+            waited = self._clock() - job.message.received_at
+            if exc.rate_limited and waited < self.rate_limit_patience:
+                delay = float(max(0.5, exc.retry_after or 1.0))
+                log.info("model rate limited, job %s waits %.1fs in the queue", job.id, delay,
+                         extra={"labels.job_id": job.id, "error.code": exc.code})
+                return delay
             # The user hears something now rather than nothing; the failure is counted by the model metrics.
             log.warning("model failed, sending the fallback reply: %s", exc.code, extra={"error.code": exc.code})
             return FALLBACK_REPLY
         return completion.text
 
-    async def _failed(self, job: Job, exc: DeliveryFailed) -> None:
-        platform = job.message.platform
-        attempts = job.attempts + 1
-        if exc.retryable and not self.policy.exhausted(attempts):
-            self.metrics.delivery_attempts.labels(platform, "retry").inc()
-            delay = self.policy.delay(job.attempts, exc.retry_after)
-            log.warning("delivery failed, retrying in %.1fs: %s", delay, exc.reason,
-                        extra={"labels.platform": platform, "event.outcome": "failure"})
-            await self.queue.retry(job.id, delay, exc.reason)
+    async def _failed(self, job: Job, exc: DeliveryFailed, adapter: PlatformAdapter | None = None) -> None:
+        """Retry while the reply is still worth sending (the horizon), else bury it with the reason."""
+        message = job.message
+        platform = message.platform
+        attempt = job.attempts + 1
+        log_extra = {"labels.platform": platform, "labels.job_id": job.id, "labels.attempt": attempt,
+                     "event.outcome": "failure"}
+        if not exc.retryable:
+            self.metrics.delivery_attempts.labels(platform, "failed").inc()
+            await self._bury(job, exc.reason, attempt)
             return
-        self.metrics.delivery_attempts.labels(platform, "failed").inc()
-        await self._bury(job, exc.reason)
+        horizon, source = self.horizon.for_message(message, adapter)
+        # The backoff reaches its cap long before 60 doublings; past them 2**n would only overflow.
+        delay = self.policy.delay(min(job.attempts, 60), exc.retry_after)
+        age_then = self._clock() + delay - message.received_at
+        if self.policy.exhausted(attempt) or age_then > horizon:
+            self.metrics.delivery_attempts.labels(platform, "failed").inc()
+            if age_then > horizon:
+                why = f"{source} of {horizon:g}s would pass before attempt {attempt + 1}"
+            else:
+                why = f"gave up after {attempt} attempts (DELIVERY_MAX_ATTEMPTS)"
+            await self._bury(job, f"{why}; last error: {exc.reason}", attempt)
+            return
+        self.metrics.delivery_attempts.labels(platform, "retry").inc()
+        log.warning("delivery attempt %d of job %s failed, retrying in %.1fs: %s", attempt, job.id, delay, exc.reason,
+                    extra=log_extra)
+        await self.queue.retry(job.id, delay, exc.reason)
 
-    async def _bury(self, job: Job, reason: str) -> None:
+    async def _bury(self, job: Job, reason: str, attempt: int | None = None) -> None:
         platform = job.message.platform
         self.metrics.dead_letters.labels(platform).inc()
-        log.error("reply moved to dead letters: %s", reason,
-                  extra={"labels.platform": platform, "labels.job_id": job.id, "event.outcome": "failure"})
+        log.error("reply of job %s moved to dead letters: %s", job.id, reason,
+                  extra={"labels.platform": platform, "labels.job_id": job.id,
+                         "labels.attempt": attempt if attempt is not None else job.attempts + 1,
+                         "event.outcome": "failure"})
         await self.queue.bury(job.id, reason)
 
     async def _report_depth(self) -> None:
@@ -187,4 +317,22 @@ class DeliveryWorkers:
             with contextlib.suppress(DependencyUnavailable):
                 for name, value in (await self.queue.depth()).items():
                     self.metrics.queue_depth.labels(name).set(value)
+                since = await self.queue.oldest_waiting_since()
+                age = 0.0 if since is None else max(0.0, self._clock() - since)
+                self.metrics.queue_oldest_age.labels("inbound").set(age)
             await asyncio.sleep(1.0)
+
+
+class _Slot:
+    """A semaphore permit released at most once, whichever step finishes with it first."""
+
+    __slots__ = ("_semaphore", "held")
+
+    def __init__(self, semaphore: asyncio.Semaphore, *, held: bool) -> None:
+        self._semaphore = semaphore
+        self.held = held
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._semaphore.release()

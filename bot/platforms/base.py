@@ -5,7 +5,7 @@ api.py) exposing `plugin = PlatformPlugin(...)`, registered under the `botwatch.
 entry-point group. The core never imports a platform by name.
 
 An adapter implements PlatformAdapter and, where it needs them, the optional capabilities
-Startable, Closable, Checkable and OutboundLimited; a plugin may also offer a GroupRobot sender.
+Startable, Closable, Checkable, OutboundLimited and ReplyWindowed; a plugin may also offer a GroupRobot sender.
 All of them are checked once, when the adapter is registered (AdapterHooks.of).
 """
 
@@ -174,7 +174,18 @@ class OutboundLimited(Protocol):
         ...
 
 
+@runtime_checkable
+class ReplyWindowed(Protocol):
+    def reply_window(self, message: InboundMessage) -> float | None:
+        """Seconds after receipt the platform still accepts a reply to `message` (None: no limit of its own).
+
+        The delivery worker stops retrying past it (QQ: 5 minutes in a group, 60 in a direct chat).
+        """
+        ...
+
+
 _ASYNC_HOOKS = ("start", "close", "check")
+_PLAIN_HOOKS = ("outbound_limits", "reply_window")
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,7 @@ class AdapterHooks:
     close: Callable[[], Awaitable[None]] | None = None
     check: Callable[[], Awaitable[None]] | None = None
     outbound_limits: Callable[[Reply], Sequence[OutboundLimit]] | None = None
+    reply_window: Callable[[InboundMessage], float | None] | None = None
 
     @classmethod
     def of(cls, name: str, adapter: object) -> AdapterHooks:
@@ -199,14 +211,16 @@ class AdapterHooks:
             value = getattr(adapter, hook, None)
             if value is not None and not inspect.iscoroutinefunction(value):
                 raise ConfigError(f"platform {name}: {hook} must be an `async def` method")
-        limits = getattr(adapter, "outbound_limits", None)
-        if limits is not None and (not callable(limits) or inspect.iscoroutinefunction(limits)):
-            raise ConfigError(f"platform {name}: outbound_limits must be a plain method")
+        for hook in _PLAIN_HOOKS:
+            value = getattr(adapter, hook, None)
+            if value is not None and (not callable(value) or inspect.iscoroutinefunction(value)):
+                raise ConfigError(f"platform {name}: {hook} must be a plain method")
         return cls(
             start=adapter.start if isinstance(adapter, Startable) else None,
             close=adapter.close if isinstance(adapter, Closable) else None,
             check=adapter.check if isinstance(adapter, Checkable) else None,
             outbound_limits=adapter.outbound_limits if isinstance(adapter, OutboundLimited) else None,
+            reply_window=adapter.reply_window if isinstance(adapter, ReplyWindowed) else None,
         )
 
 

@@ -16,11 +16,10 @@ from prometheus_client import (
 )
 
 from bot import __version__
-from servicekit.latency import LATENCY_BUCKETS
+from servicekit.latency import LATENCY_BUCKETS, REPLY_BUCKETS, REPLY_OVERHEAD_BUCKETS
 
 # The platforms allow 1-5 s for an ACK; resolution below 100 ms is what the ACK SLO needs.
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
-REPLY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 
 class BotMetrics:
@@ -57,6 +56,18 @@ class BotMetrics:
             "bot_reply_duration_seconds", "Time from callback received to reply delivered.",
             ("platform",), buckets=REPLY_BUCKETS, registry=r,
         )
+        self.reply_overhead = Histogram(
+            "bot_reply_overhead_seconds",
+            "Time from callback received to reply delivered, less the model call: queue wait, sessions and send.",
+            ("platform",), buckets=REPLY_OVERHEAD_BUCKETS, registry=r,
+        )
+        self.model_in_flight = Gauge(
+            "bot_model_requests_in_flight", "Model calls in progress now.", ("backend",), registry=r,
+        )
+        self.model_concurrency_limit = Gauge(
+            "bot_model_concurrency_limit", "Model calls allowed in flight at once (MODEL_MAX_CONCURRENCY).",
+            ("backend",), registry=r,
+        )
         self.model_requests = Counter(
             "bot_model_requests", "Model calls by backend and outcome.", ("backend", "outcome"), registry=r,
         )
@@ -71,6 +82,15 @@ class BotMetrics:
             "bot_model_circuit_open", "1 while the model circuit breaker is open.", ("backend",), registry=r,
         )
         self.queue_depth = Gauge("bot_queue_depth", "Items waiting in a queue.", ("queue",), registry=r)
+        self.queue_persistence = Gauge(
+            "bot_queue_persistence",
+            "1 for how the queue store keeps messages across its own restart: wal (SQLite), aof, rdb, aof+rdb, "
+            "none or unknown (Redis).", ("store", "mode"), registry=r,
+        )
+        self.queue_oldest_age = Gauge(
+            "bot_queue_oldest_age_seconds", "Age of the oldest message due and waiting to be picked up (0 when none).",
+            ("queue",), registry=r,
+        )
         self.delivery_attempts = Counter(
             "bot_delivery_attempts", "Reply delivery attempts by outcome.", ("platform", "outcome"), registry=r,
         )

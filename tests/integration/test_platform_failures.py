@@ -56,7 +56,7 @@ async def test_failed_sends_are_retried_then_buried_and_replay_delivers_them(
         assert listed.returncode == 0, listed.stderr
         [dead] = orjson.loads(listed.stdout)["dead_letters"]
         assert (dead["message_id"], dead["attempts"], dead["reason"]) == (
-            "6001", 3, "platform API answered HTTP 503",
+            "6001", 3, "gave up after 3 attempts (DELIVERY_MAX_ATTEMPTS); last error: platform API answered HTTP 503",
         )
 
         replayed = await run_dlq(env, "replay", dead["id"])

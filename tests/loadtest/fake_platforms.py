@@ -8,9 +8,12 @@ here instead of on the real hosts; the answer carries every platform's success f
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 
 from aiohttp import web
+
+from loadtest.replies import references
 
 SUCCESS = {
     "code": 0, "msg": "ok", "errcode": 0, "errmsg": "ok", "ok": True, "invaliduser": "",
@@ -23,17 +26,26 @@ SUCCESS = {
 
 def create_app() -> web.Application:
     calls: Counter[str] = Counter()
+    # When the reply quoting each load-test reference arrived (loadtest/replies.py reads it).
+    arrivals: dict[str, float] = {}
 
     async def answer(request: web.Request) -> web.Response:
-        await request.read()
+        body = await request.read()
+        now = time.time()
+        for ref in references(body):
+            arrivals.setdefault(ref, now)
         calls[request.path.split("/")[1] if "/" in request.path else request.path] += 1
         return web.json_response(SUCCESS)
 
     async def counts(request: web.Request) -> web.Response:
         return web.json_response(dict(calls))
 
+    async def replies(request: web.Request) -> web.Response:
+        return web.json_response(arrivals)
+
     app = web.Application()
     app.router.add_get("/_calls", counts)
+    app.router.add_get("/_replies", replies)
     app.router.add_route("*", "/{tail:.*}", answer)
     return app
 

@@ -151,10 +151,19 @@ def test_the_soak_profile_reports_the_bots_memory_and_open_files(start_bot: Star
 def test_signed_callbacks_of_every_platform_join_the_gated_run(
     start_stack: StartStack, platforms_on: dict[str, str], tmp_path: Path
 ) -> None:
-    stack = start_stack(platforms_on)
+    # Each simulated DingTalk conversation posts about one message a second, past the 20 a minute a real
+    # robot may send into one conversation: the bot would rightly hold replies back (not late, shaped).
+    stack = start_stack({**platforms_on, "DINGTALK_OUTBOUND_LIMIT": "600/minute"})
+    replies = platforms_on["SLACK_API_BASE"] + "/_replies"
     result = run_loadtest("smoke", *stack.loadtest_args(), "--duration", "15", "--weights", "chat=4",
-                          results=tmp_path / "results", env=platforms_on)
+                          "--replies", replies, results=tmp_path / "results", env=platforms_on)
     assert result.returncode == 0, result.stdout + result.stderr
+    # Every callback's reply reached the platform stand-in, timed from the callback's posting.
+    match = re.search(r"^replies: (\d+) of (\d+) answered, 100\.00% within 10 s \(objective 99 % within 10 s\)",
+                      result.stdout, re.M)
+    assert match and match.group(1) == match.group(2) and int(match.group(1)) > 100, result.stdout
+    reply_summary = json.loads((only_run(tmp_path / "results") / "summary.json").read_text())["replies"]
+    assert reply_summary["passed"] is True and reply_summary["p99_s"] < 10
     assert "users: ChatUser, FeishuUser, DingtalkUser, WecomUser, QqUser, SlackUser, TelegramUser;" in result.stdout
     for route in ("/feishu/event", "/dingtalk/callback", "/wecom/callback", "/qq/callback", "/slack/events",
                   "/telegram/webhook"):

@@ -40,13 +40,14 @@ def test_every_source_generates_a_dashboard(source: Path) -> None:
     assert len({p["id"] for p in data["panels"]}) == len(data["panels"])
 
 
-def test_the_four_dashboards_of_the_contract_exist() -> None:
+def test_the_dashboards_of_the_contract_exist() -> None:
     assert {p.name for p in SOURCES} == {
         "bot-red.dashboard.py", "sidecar.dashboard.py", "slo.dashboard.py", "resources.dashboard.py",
+        "replies.dashboard.py",
     }
 
 
-@pytest.mark.parametrize("name", ["bot-red", "sidecar", "slo", "resources"])
+@pytest.mark.parametrize("name", ["bot-red", "sidecar", "slo", "resources", "replies"])
 def test_variables_and_every_query_use_the_datasource_variable(name: str) -> None:
     data = board(name)
     variables = [v["name"] for v in data["templating"]["list"]]

@@ -28,6 +28,8 @@ NEEDS_PLATFORM_TRAFFIC: dict[str, str] = {
     "bot_reply_duration_seconds": "observed only when a reply reaches a platform",
     "bot_delivery_attempts_total": "counted only when a reply is sent to a platform",
     "bot_dead_letters_total": "counted only when delivery to a platform gives up",
+    "bot_reply_overhead_seconds": "observed only when a reply reaches a platform",
+    "botwatch:reply": "the reply objectives are computed from replies delivered to a platform",
 }
 TELEGRAM = {"TELEGRAM_BOT_TOKEN": "123456:truth-test", "TELEGRAM_SECRET_TOKEN": "truth_test_secret"}
 # In a healthy run these read 0 (their error side is filled with zeros); once the bot answers 5xx

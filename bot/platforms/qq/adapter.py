@@ -33,6 +33,8 @@ MESSAGE_EVENTS = frozenset({GROUP_AT_MESSAGE, C2C_MESSAGE, GUILD_AT_MESSAGE})
 # One reply per inbound message, so its msg_seq is fixed: a re-send after a crash repeats the
 # same msg_id + msg_seq, which the platform refuses as a duplicate instead of posting it twice.
 FIRST_REPLY_SEQ = 1
+# Passive replies are accepted this long after the message (seconds): group 5 min, direct chat 60 min.
+PASSIVE_REPLY_WINDOWS = {"group": 300.0, "c2c": 3600.0}
 
 _MENTION = re.compile(r"<@!?([^<>\s]+)>")
 _MAX_TIMESTAMP_DIGITS = 12
@@ -115,6 +117,10 @@ class QQAdapter:
         if await self.api.post_message(path, self.format(reply)) == "already_sent":
             log.info("qq reply was already delivered (same msg_id and msg_seq); not sent again",
                      extra={"labels.platform": self.name})
+
+    def reply_window(self, message: InboundMessage) -> float | None:
+        """Seconds QQ accepts a passive reply: 5 minutes in a group, 60 in a direct chat."""
+        return PASSIVE_REPLY_WINDOWS.get(str(message.reply_handle.get("kind")))
 
     async def start(self) -> None:
         if self.settings.mode != "websocket":

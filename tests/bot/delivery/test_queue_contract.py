@@ -329,6 +329,32 @@ async def test_depth_counts_waiting_scheduled_and_dead_jobs(store: Store) -> Non
     assert await queue.depth() == {"inbound": 3, "dead_letter": 1}
 
 
+async def test_the_oldest_waiting_job_is_dated_from_when_it_became_due_and_claimed_ones_do_not_count(
+    store: Store,
+) -> None:
+    queue = await store.open()
+    assert await queue.oldest_waiting_since() is None
+    before = time.time()
+    await queue.admit(message("m-old"), None)
+    await asyncio.sleep(0.3)
+    await queue.admit(message("m-new"), None)
+    since = await queue.oldest_waiting_since()
+    assert since is not None and before - 0.05 <= since <= before + 0.2
+    first = await queue.claim(LONG_LEASE)
+    assert first is not None and first.message.message_id == "m-old"
+    since = await queue.oldest_waiting_since()
+    assert since is not None and since >= before + 0.25, "a claimed job still counted as waiting"
+    second = await queue.claim(LONG_LEASE)
+    assert second is not None
+    assert await queue.oldest_waiting_since() is None
+    # A retry waits only once it is due again.
+    await queue.retry(second.id, 0.3, "platform down")
+    assert await queue.oldest_waiting_since() is None
+    await asyncio.sleep(0.4)
+    since = await queue.oldest_waiting_since()
+    assert since is not None and time.time() - since < 0.3
+
+
 async def test_check_answers_while_the_store_is_up_and_raises_when_it_is_down(store: Store) -> None:
     await (await store.open()).check()
     down = await store.unreachable()
