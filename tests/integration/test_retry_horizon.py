@@ -11,7 +11,16 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric, run_dlq
+from tests.support.bots import (
+    TELEGRAM_HEADERS,
+    TELEGRAM_SEND,
+    TELEGRAM_WEBHOOK,
+    BotProcesses,
+    eventually,
+    metric,
+    run_dlq,
+    telegram_update,
+)
 from tests.support.fake_platform import FakePlatformAPI
 
 # The production ladder (1 s doubling to 300 s) scaled down a hundredfold, so a test-sized outage
@@ -27,24 +36,23 @@ def _retry_lines(output: str) -> list[dict[str, object]]:
     return lines
 
 
-async def _post(base: str, message_id: str) -> None:
-    async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
-        body = orjson.dumps({"id": message_id, "chat": "c-1", "user": "u-1", "text": "hello"})
-        async with http.post(base + "/example/hook", data=body) as resp:
+async def _post(base: str, update_id: int) -> None:
+    async with aiohttp.ClientSession(headers=TELEGRAM_HEADERS) as http:
+        async with http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(update_id, "hello")) as resp:
             assert resp.status == 200
 
 
 async def test_a_platform_outage_longer_than_six_attempts_is_ridden_out(
-    bots: BotProcesses, tmp_path: Path, platform_api: tuple[FakePlatformAPI, str]
+    bots: BotProcesses, tmp_path: Path, telegram_api: tuple[FakePlatformAPI, str]
 ) -> None:
-    api, api_url = platform_api
-    api.faults["/send"] = [502] * 10_000
-    proc, base = await bots.start({"EXAMPLE_API_BASE": api_url, **FAST_BACKOFF})
-    await _post(base, "m-outage")
+    api, api_url = telegram_api
+    api.faults[TELEGRAM_SEND] = [502] * 10_000
+    proc, base = await bots.start({"TELEGRAM_API_BASE": api_url, **FAST_BACKOFF})
+    await _post(base, 7001)
     # Down for 4 s: over six attempts of this ladder (the old default gave up after six).
-    await api.wait_for("/send", count=8, timeout=10)
-    await asyncio.sleep(max(0.0, 4.0 - (time.monotonic() - api.calls("/send")[0].at)))
-    api.faults["/send"].clear()
+    await api.wait_for(TELEGRAM_SEND, count=8, timeout=10)
+    await asyncio.sleep(max(0.0, 4.0 - (time.monotonic() - api.calls(TELEGRAM_SEND)[0].at)))
+    api.faults[TELEGRAM_SEND].clear()
     async with aiohttp.ClientSession() as http:
 
         async def delivered() -> bool:
@@ -63,18 +71,18 @@ async def test_a_platform_outage_longer_than_six_attempts_is_ridden_out(
 
 
 async def test_past_the_platforms_horizon_the_reply_is_a_dead_letter_saying_why(
-    bots: BotProcesses, platform_api: tuple[FakePlatformAPI, str]
+    bots: BotProcesses, telegram_api: tuple[FakePlatformAPI, str]
 ) -> None:
-    api, api_url = platform_api
-    api.faults["/send"] = [502] * 10_000
-    env = {"EXAMPLE_API_BASE": api_url, "DELIVERY_RETRY_HORIZONS": "example=2,qq=60", **FAST_BACKOFF}
+    api, api_url = telegram_api
+    api.faults[TELEGRAM_SEND] = [502] * 10_000
+    env = {"TELEGRAM_API_BASE": api_url, "DELIVERY_RETRY_HORIZONS": "telegram=2,qq=60", **FAST_BACKOFF}
     proc, base = await bots.start(env)
     started = time.monotonic()
-    await _post(base, "m-stale")
+    await _post(base, 7002)
     async with aiohttp.ClientSession() as http:
 
         async def buried() -> bool:
-            return await metric(http, base, "bot_dead_letters_total", platform="example") == 1
+            return await metric(http, base, "bot_dead_letters_total", platform="telegram") == 1
 
         await eventually(buried, timeout=10, what="a dead letter")
         buried_after = time.monotonic() - started
@@ -83,8 +91,8 @@ async def test_past_the_platforms_horizon_the_reply_is_a_dead_letter_saying_why(
     listed = await run_dlq({"BOT_DATA_DIR": str(bots.workdir / "bot")}, "list", "--json")
     assert listed.returncode == 0, listed.stderr
     [dead] = orjson.loads(listed.stdout)["dead_letters"]
-    assert dead["message_id"] == "m-stale" and dead["attempts"] >= 3
-    assert dead["reason"].startswith(f"example retry horizon of 2s would pass before attempt {dead['attempts'] + 1};")
+    assert dead["message_id"] == "7002" and dead["attempts"] >= 3
+    assert dead["reason"].startswith(f"telegram retry horizon of 2s would pass before attempt {dead['attempts'] + 1};")
     assert dead["reason"].endswith("last error: platform API answered HTTP 502")
     [burial] = [orjson.loads(line) for line in proc.output().splitlines() if "moved to dead letters" in line]
     assert burial["labels"]["attempt"] == dead["attempts"] and burial["labels"]["job_id"] == dead["id"]

@@ -16,11 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import orjson
 import pytest
 from aiohttp import web
 
-from tests.support.bots import EXAMPLE_TOKEN, BotProcesses, eventually, metric
+from tests.support.bots import (
+    TELEGRAM_HEADERS,
+    TELEGRAM_SEND,
+    TELEGRAM_WEBHOOK,
+    BotProcesses,
+    eventually,
+    metric,
+    telegram_update,
+)
 from tests.support.fake_platform import FakePlatformAPI, Recorded
 from tests.support.redis_server import RedisServer
 from tests.support.services import in_ci, require_binary
@@ -63,31 +70,30 @@ async def ready(http: aiohttp.ClientSession, base: str) -> tuple[int, dict[str, 
 
 
 async def test_a_full_disk_makes_the_bot_unready_and_a_reply_sent_meanwhile_is_not_sent_again(
-    bots: BotProcesses, small_disk: Path, platform_api: tuple[FakePlatformAPI, str]
+    bots: BotProcesses, small_disk: Path, telegram_api: tuple[FakePlatformAPI, str]
 ) -> None:
-    api, api_url = platform_api
+    api, api_url = telegram_api
     filled: list[Path] = []
 
     def fill_then_accept(request: Recorded) -> web.Response:
         # The disk fills while the platform takes the reply: the job cannot be marked done.
         if not filled:
             filled.append(fill(small_disk))
-        return web.json_response({"ok": True})
+        return web.json_response({"ok": True, "result": {"message_id": 1}})
 
-    api.on("POST", "/send", fill_then_accept)
+    api.on("POST", TELEGRAM_SEND, fill_then_accept)
     env = {
-        "EXAMPLE_API_BASE": api_url, "BOT_DATA_DIR": str(small_disk / "data"),
+        "TELEGRAM_API_BASE": api_url, "BOT_DATA_DIR": str(small_disk / "data"),
         "BOT_DATA_MIN_FREE_BYTES": str(512 * 1024),
         # A short lease: without the fix the unrecorded job is claimed again and re-sent within a second or two.
         "DELIVERY_LEASE_SECONDS": "1",
     }
     proc, base = await bots.start(env)
-    async with aiohttp.ClientSession(headers={"X-Example-Token": EXAMPLE_TOKEN}) as http:
+    async with aiohttp.ClientSession(headers=TELEGRAM_HEADERS) as http:
         assert (await ready(http, base))[0] == 200
-        body = orjson.dumps({"id": "m-full", "chat": "c-1", "user": "u-1", "text": "hello"})
-        async with http.post(base + "/example/hook", data=body) as resp:
+        async with http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(8001, "hello")) as resp:
             assert resp.status == 200
-        await api.wait_for("/send", count=1)
+        await api.wait_for(TELEGRAM_SEND, count=1)
 
         async def unready() -> bool:
             status, answer = await ready(http, base)
@@ -95,8 +101,7 @@ async def test_a_full_disk_makes_the_bot_unready_and_a_reply_sent_meanwhile_is_n
 
         await eventually(unready, what="/ready reporting the full disk")
         # While the disk stays full a new message is refused (the platform will send it again), not lost.
-        body = orjson.dumps({"id": "m-refused", "chat": "c-1", "user": "u-1", "text": "hello"})
-        async with http.post(base + "/example/hook", data=body) as resp:
+        async with http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(8002, "hello")) as resp:
             assert resp.status == 503
         await asyncio.sleep(2.5)  # past the lease, twice
         filled[0].unlink()
@@ -112,7 +117,7 @@ async def test_a_full_disk_makes_the_bot_unready_and_a_reply_sent_meanwhile_is_n
 
         await eventually(drained, timeout=10, what="the queue drained")
         await asyncio.sleep(2.0)  # another lease period: nothing is sent again
-        assert len(api.calls("/send")) == 1, "the reply was sent again after the disk recovered"
+        assert len(api.calls(TELEGRAM_SEND)) == 1, "the reply was sent again after the disk recovered"
         assert "delivery of job" in proc.output()
         assert await metric(http, base, "bot_delivery_attempts_total", outcome="delivered") == 1
 
