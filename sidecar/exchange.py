@@ -26,6 +26,13 @@ _REQUEST_ID = re.compile(SAFE_ID_PATTERN.encode())  # the bot accepts the same i
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _STATUS_ONLY = (400, 413, 431)
+# Fields the sidecar reads, frames or adds itself. A `Connection` header naming one of them does not
+# remove it: the request the upstream parses must be the request the sidecar admitted (RFC 9110 7.6.1
+# lets a sender name any field, but dropping framing or routing fields would split or re-route it).
+_NOT_NOMINATABLE = frozenset((
+    b"content-length", b"transfer-encoding", b"host", b"authorization", b"x-api-key", b"x-user-id",
+    b"x-forwarded-for", b"x-forwarded-proto", b"x-request-id", b"traceparent", b"expect",
+))
 
 
 class Exchange:
@@ -45,6 +52,7 @@ class Exchange:
     error: LocalError | None = None
     content_length = 0
     chunked = False
+    framed = False
     expect_continue = False
     keep_alive = True
     http10 = False
@@ -65,7 +73,6 @@ class Exchange:
     started = False
     admitted = False
     waiting_body = False
-    streaming = False
     discard = False
     continued = False
     body_size = 0
@@ -85,10 +92,6 @@ class Exchange:
         self.client_ip = conn.peer_ip
         self.head_parts: list[bytes] = [b""]
         self.body: list[bytes] = []
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or self.content_length > 0
 
     # Admission, in the order of ARCHITECTURE.md "Flow 3"
 
@@ -119,24 +122,25 @@ class Exchange:
             return self.reply(responses.not_found())
         if self.content_length > p.max_body:
             return self.reply(responses.payload_too_large(p.max_body))
-        if (
-            p.canary is not None and self.user_header is None and self.route.label == CHAT_ROUTE
-            and self.method == b"POST" and self.has_body
-        ):
-            # The chat body names the user; route only once it is here (bounded by the body limit).
+        if not self.request_complete:
+            # The body is read whole before anything else happens (nginx's proxy_request_buffering):
+            # a slow client then holds only its own connection, never an upstream one or an in-flight slot.
             self.waiting_body = True
-            if self.request_complete:
-                return self.body_ready()
             self._continue()
             return
-        self.check_limits()
+        self.body_ready()
 
     def body_ready(self) -> None:
-        """The whole body of a request waiting for it has arrived: route by its user, then admit."""
+        """The whole request has arrived: route by its user (chat body), then apply limits and admit."""
         self.waiting_body = False
-        user = user_from_chat_body(b"".join(self.body))
-        if user is not None:
-            self.upstream_name = self.proxy.choose_upstream(user_key(None, user, self.client_ip))
+        p = self.proxy
+        if (
+            p.canary is not None and self.user_header is None and self.route.label == CHAT_ROUTE
+            and self.method == b"POST" and self.body
+        ):
+            user = user_from_chat_body(b"".join(self.body))
+            if user is not None:
+                self.upstream_name = p.choose_upstream(user_key(None, user, self.client_ip))
         self.check_limits()
 
     def check_limits(self) -> None:
@@ -221,7 +225,7 @@ class Exchange:
         self.reply(error)
 
     def send(self, conn: UpstreamConnection) -> None:
-        """Write the request head and whatever body is already here in one write."""
+        """Write the whole request, head and buffered body, in one write, framed by its length."""
         parts = self.head_parts
         if self.connection_tokens:
             parts = _without_listed(parts, self.connection_tokens)
@@ -238,49 +242,40 @@ class Exchange:
         if not self.has_host:
             # HTTP/1.0 clients may omit Host; HTTP/1.1, which we speak upstream, requires it.
             parts.append(b"Host: %s\r\n" % conn.pool.authority)
-        if self.chunked:
-            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
-            parts.extend(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in self.body)
-            if self.request_complete:
-                parts.append(b"0\r\n\r\n")
+        if self.framed:
+            # Always the length of what arrived (a chunked body, de-chunked, too): one framing, ours.
+            parts.append(b"Content-Length: %d\r\n\r\n" % self.body_size)
         else:
             parts.append(b"\r\n")
-            parts.extend(self.body)
+        parts.extend(self.body)
         payload = b"".join(parts)
-        if self.request_complete and self.method in _IDEMPOTENT:
+        if self.method in _IDEMPOTENT:
             self.payload = payload
         self.body = []
         self.head_parts = []
-        self.streaming = True
         self.upstream = conn
         conn.begin(self, payload)
         if self.conn.writing_paused:
             conn.pause_reading()
 
     def on_body(self, data: bytes) -> None:
-        """Stream a piece of the request body upstream, or hold it until the request is admitted."""
+        """Buffer a piece of the request body (within SIDECAR_MAX_BODY_BYTES)."""
         self.body_size += len(data)
         if self.discard:
             return
         if self.body_size > self.proxy.max_body:
-            if not self.response_begun:
-                self._drop_upstream()
+            self.body = []
+            if self.started:
                 self.reply(responses.payload_too_large(self.proxy.max_body))
+            elif self.error is None:
+                self.error = responses.payload_too_large(self.proxy.max_body)
+                self.discard = True
             return
-        if self.streaming:
-            assert self.upstream is not None
-            self.upstream.send_body(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
-        else:
-            self.body.append(data)
+        self.body.append(data)
 
     def on_request_complete(self) -> None:
         """The client has sent the whole request."""
         self.request_complete = True
-        upstream = self.upstream
-        if upstream is not None:
-            upstream.last_activity = self.proxy.loop.time()  # the upstream's read timeout starts now
-            if self.streaming and self.chunked and not self.discard:
-                upstream.send_body(b"0\r\n\r\n")
 
     # Callbacks from the upstream connection
 
@@ -419,7 +414,7 @@ def _without_listed(parts: list[bytes], tokens: bytes) -> list[bytes]:
 
     `parts` is a head as the client connection builds it: a start line, then (name, ": ", value, CRLF).
     """
-    names = {token.strip().lower() for token in tokens.split(b",")} - {b"", b"close", b"keep-alive"}
+    names = {token.strip().lower() for token in tokens.split(b",")} - {b"", b"close", b"keep-alive"} - _NOT_NOMINATABLE
     if not names:
         return parts
     kept: list[bytes] = [parts[0]]

@@ -245,10 +245,13 @@ class ClientConnection(asyncio.Protocol):
         if kind is None:
             ex.head_parts += (name, b": ", value, b"\r\n")
         elif kind == _CONTENT_LENGTH:
+            # Not forwarded: the body is buffered, and the upstream gets the length of what arrived.
             ex.content_length = int(value)
-            ex.head_parts += (name, b": ", value, b"\r\n")
+            ex.framed = True
         elif kind == _TRANSFER_ENCODING:
-            ex.chunked = b"chunked" in value.lower()
+            # llhttp has already refused any coding it cannot decode (a request whose last coding is
+            # not chunked has no knowable length); what it hands on_body is the decoded body.
+            ex.chunked = ex.framed = True
         elif kind == _CONNECTION:
             ex.connection_tokens = value if ex.connection_tokens is None else ex.connection_tokens + b"," + value
         elif kind == _FORWARDED_FOR:
@@ -266,6 +269,9 @@ class ClientConnection(asyncio.Protocol):
             ex.credential = value
             ex.head_parts += (name, b": ", value, b"\r\n")
         elif kind == _HOST:
+            if ex.has_host and ex.error is None:
+                # Which of two Hosts would the upstream route by? (RFC 9112 3.2: answer 400.)
+                ex.error = responses.bad_request("more than one Host field")
             ex.has_host = True
             ex.head_parts += (name, b": ", value, b"\r\n")
         elif kind == _EXPECT:

@@ -129,10 +129,6 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(payload)
 
-    def send_body(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
-
     def close(self) -> None:
         self.reusable = False
         if self.transport is not None:
