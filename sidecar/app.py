@@ -154,6 +154,10 @@ async def _public_listener(app: web.Application) -> AsyncIterator[None]:
         max_in_flight=settings.sidecar_max_in_flight,
         read_timeout=settings.sidecar_read_timeout,
         client_timeout=settings.sidecar_client_timeout,
+        header_timeout=settings.sidecar_header_timeout,
+        body_timeout=settings.sidecar_body_timeout,
+        max_connections=settings.sidecar_max_connections,
+        max_connections_per_client=settings.sidecar_max_connections_per_client,
         retry_after_down=app[probers_key]["stable"].retry_after,
         loop=loop,
     )
