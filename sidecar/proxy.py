@@ -259,10 +259,9 @@ class ClientConnection(asyncio.Protocol):
             if ex.started and not ex.finished:
                 ex.reply(ex.error)
             self._advance()
-        # A client that half-closes after its request still gets the answer; then we close.
+        # A client that half-closes after its requests still gets every answer; then we close.
         if self.queue:
-            for exchange in self.queue:
-                exchange.close_connection = True
+            self.queue[-1].close_connection = True
             return True
         return False
 

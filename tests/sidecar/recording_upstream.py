@@ -6,7 +6,8 @@ body naming its sequence number, so a client can tell which upstream request its
 belongs to. Special targets misbehave on purpose:
 
 - a target containing `/slow` is answered after half a second;
-- a target containing `/unsolicited` is answered, then a second response nobody asked for follows.
+- a target containing `/unsolicited` is answered, then a second response nobody asked for follows;
+- a request with `X-Respond-With: <hex>` is answered with exactly those bytes.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class RecordingUpstream:
         self._stopped = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"RecordingUpstream(port={self.port}, requests={len(self.requests)}, errors={self.errors[-3:]})"
 
     def stop(self) -> None:
         self._stopped = True
@@ -125,6 +129,15 @@ class RecordingUpstream:
                     self.requests.append(
                         Received(seq, number, event.method, event.target, list(event.headers), bytes(body))
                     )
+                scripted = dict(event.headers).get(b"x-respond-with")
+                if scripted is not None:
+                    # The test's own response bytes, verbatim; the next request starts a fresh parse.
+                    raw = bytes.fromhex(scripted.decode())
+                    sock.sendall(raw)
+                    if b"connection: close" in raw.lower():
+                        return  # a body framed by the end of the connection ends here
+                    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=256 * 1024)
+                    continue
                 if b"/slow" in event.target:
                     time.sleep(0.5)
                 answer = json.dumps({"seq": seq, "target": event.target.decode("latin-1"), "body_length": len(body)}).encode()

@@ -81,6 +81,8 @@ def read_replies(sock: socket.socket, expected: int, *, timeout: float = 3.0) ->
                     buffer += data
                     if not data:
                         closed = True
+                        if not buffer:
+                            return Conversation(replies, True)  # closed between responses
                     parser.receive_data(data)
                 elif isinstance(event, h11.InformationalResponse):
                     continue
@@ -112,8 +114,11 @@ def converse(port: int, data: bytes | list[bytes], expected: int, *, source: str
              timeout: float = 3.0, half_close: bool = False) -> Conversation:
     """Send `data` (pieces are sent one by one), then read up to `expected` responses."""
     with client(port, source=source) as sock:
-        for piece in data if isinstance(data, list) else [data]:
-            sock.sendall(piece)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
+        try:
+            for piece in data if isinstance(data, list) else [data]:
+                sock.sendall(piece)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server closed early (a refusal); what it answered is still to be read
         return read_replies(sock, expected, timeout=timeout)
