@@ -16,6 +16,7 @@ from sidecar import __version__
 from sidecar.accesslog import AccessLog
 from sidecar.admin import json_errors, setup_routes
 from sidecar.canary import CanarySplit
+from sidecar.credentials import ApiKeys
 from sidecar.health import Prober, UpstreamHealth
 from sidecar.keys import (
     health_key,
@@ -88,6 +89,9 @@ async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
     redis_url = settings.sidecar_redis_url.get_secret_value() if settings.sidecar_redis_url else None
     limiter = RateLimiter(
         app[rules_key], app[metrics_key], redis_url=redis_url, redis_timeout=settings.sidecar_redis_timeout,
+        api_keys=ApiKeys.from_settings(
+            tuple(key.get_secret_value() for key in settings.bot_api_key), settings.sidecar_api_key_hashes,
+        ),
     )
     app[limiter_key] = limiter
     try:

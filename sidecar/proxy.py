@@ -49,7 +49,6 @@ _SPECIAL = {
     b"traceparent": _TRACEPARENT,
     b"x-user-id": _USER_ID,
     b"authorization": _CREDENTIAL,
-    b"x-api-key": _CREDENTIAL,
     b"expect": _EXPECT,
     b"host": _HOST,
 }

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.errors import ConfigError
 from bot.settings import Settings as BotSettings
 from bot.settings import environ_subset, split_csv
+from sidecar.credentials import is_key_digest
 
 DEFAULT_RULES = Path(__file__).with_name("ratelimits.yaml")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
     sidecar_rate_limits: str | None = str(DEFAULT_RULES)
     sidecar_redis_url: SecretStr | None = None
     sidecar_redis_timeout: float = Field(0.25, gt=0)
+    # The bot's keys (the same variable the bot reads) or only their SHA-256 digests: which
+    # credentials are real, so that only those get a rate-limit budget of their own.
+    bot_api_key: tuple[SecretStr, ...] = ()
+    sidecar_api_key_hashes: tuple[str, ...] = ()
     sidecar_trusted_proxies: tuple[IPNetwork, ...] = (
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("::1/128"),
@@ -77,10 +82,18 @@ class Settings(BaseSettings):
         parts.port  # noqa: B018 - raises ValueError on a malformed port
         return value
 
-    @field_validator("sidecar_trusted_proxies", mode="before")
+    @field_validator("sidecar_trusted_proxies", "bot_api_key", "sidecar_api_key_hashes", mode="before")
     @classmethod
     def _networks_from_csv(cls, value: object) -> object:
         return split_csv(value)
+
+    @field_validator("sidecar_api_key_hashes")
+    @classmethod
+    def _sha256_hex(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        lowered = tuple(item.lower() for item in value)
+        if not all(is_key_digest(item) for item in lowered):
+            raise ValueError("must be SHA-256 digests, 64 hex digits each, comma-separated")
+        return lowered
 
     @field_validator(
         "sidecar_canary_upstream", "sidecar_rate_limits", "sidecar_log_file", "otel_exporter_otlp_endpoint",
