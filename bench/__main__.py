@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Each module has `main() -> None`; order: cheapest first. The soak takes SOAK_SECONDS (default 600).
-SUITES = ["bot", "webhooks", "sidecar", "capacity", "soak"]
+SUITES = ["bot", "webhooks", "sidecar", "slowclients", "capacity", "soak"]
 
 
 def main(argv: list[str]) -> int:
