@@ -219,6 +219,9 @@ class ClientConnection(asyncio.Protocol):
             self.peer_ip_bytes = self.peer_ip.encode()
         self.trusted = self.proxy.is_trusted(self.peer_ip)
         self.last_activity = self.loop.time()
+        # The first request's head is due from the moment the connection is accepted (as in nginx):
+        # a connection that never sends a byte is closed at the head deadline, not the idle timeout.
+        self.head_since = perf_counter()
         cap = self.proxy.admit_connection(self)
         if cap is not None:
             # Refused before reading anything: the cheapest answer there is, and counted by reason.
