@@ -30,7 +30,7 @@ _STATUS_ONLY = (400, 413, 431)
 # remove it: the request the upstream parses must be the request the sidecar admitted (RFC 9110 7.6.1
 # lets a sender name any field, but dropping framing or routing fields would split or re-route it).
 _NOT_NOMINATABLE = frozenset((
-    b"content-length", b"transfer-encoding", b"host", b"authorization", b"x-api-key", b"x-user-id",
+    b"content-length", b"transfer-encoding", b"host", b"authorization", b"x-user-id",
     b"x-forwarded-for", b"x-forwarded-proto", b"x-request-id", b"traceparent", b"expect",
 ))
 
@@ -51,8 +51,7 @@ class Exchange:
     head_size = 0
     error: LocalError | None = None
     content_length = 0
-    chunked = False
-    framed = False
+    framed = False  # the client sent Content-Length or Transfer-Encoding: the upstream gets a length
     expect_continue = False
     keep_alive = True
     http10 = False

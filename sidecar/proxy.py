@@ -317,7 +317,7 @@ class ClientConnection(asyncio.Protocol):
         elif kind == _TRANSFER_ENCODING:
             # llhttp has already refused any coding it cannot decode (a request whose last coding is
             # not chunked has no knowable length); what it hands on_body is the decoded body.
-            ex.chunked = ex.framed = True
+            ex.framed = True
         elif kind == _CONNECTION:
             ex.connection_tokens = value if ex.connection_tokens is None else ex.connection_tokens + b"," + value
         elif kind == _FORWARDED_FOR:
