@@ -155,6 +155,7 @@ async def _public_listener(app: web.Application) -> AsyncIterator[None]:
         access_log=access_log,
         trusted_proxies=settings.sidecar_trusted_proxies,
         max_body=settings.sidecar_max_body_bytes,
+        max_buffered=settings.sidecar_max_buffered_bytes,
         max_in_flight=settings.sidecar_max_in_flight,
         read_timeout=settings.sidecar_read_timeout,
         client_timeout=settings.sidecar_client_timeout,

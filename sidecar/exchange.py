@@ -75,6 +75,7 @@ class Exchange:
     discard = False
     continued = False
     body_size = 0
+    buffered = 0  # bytes of this body counted in the proxy's buffer budget
     request_complete = False
     head_complete = False
     status = 0
@@ -250,7 +251,7 @@ class Exchange:
         payload = b"".join(parts)
         if self.method in _IDEMPOTENT:
             self.payload = payload
-        self.body = []
+        self.release_body()
         self.head_parts = []
         self.upstream = conn
         conn.begin(self, payload)
@@ -262,15 +263,34 @@ class Exchange:
         self.body_size += len(data)
         if self.discard:
             return
-        if self.body_size > self.proxy.max_body:
-            self.body = []
-            if self.started:
-                self.reply(responses.payload_too_large(self.proxy.max_body))
-            elif self.error is None:
-                self.error = responses.payload_too_large(self.proxy.max_body)
-                self.discard = True
+        p = self.proxy
+        if self.body_size > p.max_body:
+            self._refuse_body(responses.payload_too_large(p.max_body))
             return
+        if p.buffered + len(data) > p.max_buffered:
+            # All bodies being read together have a memory budget; past it, shed this one.
+            p.metrics.bound(p.metrics.shed, "body_buffer", self.upstream_name).inc()
+            self._refuse_body(responses.overloaded(1))
+            return
+        p.buffered += len(data)
+        self.buffered += len(data)
         self.body.append(data)
+
+    def _refuse_body(self, error: LocalError) -> None:
+        """Stop buffering this body and answer `error` (now, or when the request reaches the front)."""
+        self.release_body()
+        if self.started:
+            self.reply(error)
+        elif self.error is None:
+            self.error = error
+            self.discard = True
+
+    def release_body(self) -> None:
+        """Hand the buffered body's bytes back to the proxy's budget."""
+        if self.buffered:
+            self.proxy.buffered -= self.buffered
+            self.buffered = 0
+        self.body = []
 
     def on_request_complete(self) -> None:
         """The client has sent the whole request."""
@@ -372,6 +392,8 @@ class Exchange:
             return
         self.finished = True
         p = self.proxy
+        if self.buffered:
+            self.release_body()
         if self.admitted:
             p.in_flight -= 1
             p.in_flight_by[self.upstream_name] -= 1

@@ -13,7 +13,7 @@ from sidecar.routes import BLOCKED, KNOWN_ROUTES, OTHER
 
 # A health probe on loopback answers in about a millisecond; the top buckets catch a struggling bot.
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-SHED_REASONS = ("max_in_flight", "upstream_down", "draining")
+SHED_REASONS = ("max_in_flight", "upstream_down", "draining", "body_buffer")
 CONNECTION_REFUSALS = ("per_client", "max_connections")
 CLIENT_TIMEOUT_PHASES = ("head", "body")
 PROBE_RESULTS = ("ok", "bad_status", "timeout", "refused")
@@ -76,6 +76,9 @@ class SidecarMetrics:
             ("upstream", "kind"), registry=r,
         )
         # Connections are refused before any request is read, so these carry no route or upstream.
+        self.buffered_body_bytes = Gauge(
+            "sidecar_buffered_body_bytes", "Request body bytes held while their requests are read whole.", registry=r,
+        )
         self.client_connections = Gauge(
             "sidecar_client_connections", "Open client connections on the public port.", registry=r,
         )

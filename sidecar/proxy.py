@@ -71,6 +71,7 @@ class Proxy:
         access_log: AccessLog | None,
         trusted_proxies: tuple[IPNetwork, ...],
         max_body: int,
+        max_buffered: int,
         max_in_flight: int,
         read_timeout: float,
         client_timeout: float,
@@ -90,6 +91,8 @@ class Proxy:
         self.access_log = access_log
         self.trusted_proxies = trusted_proxies
         self.max_body = max_body
+        self.max_buffered = max_buffered
+        self.buffered = 0  # request body bytes held by all exchanges still reading theirs
         self.max_in_flight = max_in_flight
         self.read_timeout = read_timeout
         self.client_timeout = client_timeout
@@ -108,6 +111,7 @@ class Proxy:
         for name in pools:
             metrics.in_flight.labels(name).set_function(lambda name=name: self.in_flight_by[name])
         metrics.client_connections.set_function(lambda: len(self.connections))
+        metrics.buffered_body_bytes.set_function(lambda: self.buffered)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._tick = min(1.0, read_timeout / 4, client_timeout / 4, header_timeout / 4, body_timeout / 4)
@@ -272,7 +276,11 @@ class ClientConnection(asyncio.Protocol):
         self.transport = None
         for exchange in self.queue:
             exchange.client_lost()
+            exchange.release_body()
         self.queue.clear()
+        if self.parsing is not None:
+            self.parsing.release_body()
+            self.parsing = None
 
     def pause_writing(self) -> None:
         self.writing_paused = True

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     sidecar_max_connections: int = Field(4096, ge=1)
     sidecar_max_connections_per_client: int = Field(256, ge=1)
     sidecar_max_body_bytes: int = Field(1024 * 1024, ge=0)
+    sidecar_max_buffered_bytes: int = Field(256 * 1024 * 1024, ge=1)
     sidecar_max_in_flight: int = Field(1024, ge=1)
     sidecar_pool_size: int = Field(128, ge=1)
     sidecar_upstream_idle_timeout: float = Field(30.0, gt=0)

@@ -46,8 +46,12 @@ def test_series_exist_at_zero_before_the_first_event_for_every_upstream() -> Non
         assert value("sidecar_client_timeouts_total", {"phase": phase}) == 0
 
 
-# Connection-level series are decided before a request is read, so before it is routed to an upstream.
-CONNECTION_LEVEL = {"sidecar_build", "sidecar_client_connections", "sidecar_connections_refused", "sidecar_client_timeouts"}
+# Connection-level series are decided before a request is read (or, for the body buffer, before it is
+# routed), so before there is an upstream to name.
+CONNECTION_LEVEL = {
+    "sidecar_build", "sidecar_client_connections", "sidecar_connections_refused", "sidecar_client_timeouts",
+    "sidecar_buffered_body_bytes",
+}
 
 
 def test_every_request_series_carries_the_upstream() -> None:

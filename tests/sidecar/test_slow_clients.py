@@ -148,3 +148,27 @@ def test_one_address_holding_1100_slow_connections_does_not_take_the_service_awa
     assert statuses[200] / total >= 0.95, statuses
     assert refused >= ATTACK_CONNECTIONS - 256, "the attacker's connections past the per-address cap are refused"
     assert attack.peak_open >= 250, "the attacker held its share of connections throughout"
+
+
+def test_bodies_being_read_share_a_memory_budget_and_past_it_are_shed(
+    recorder: RecordingUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    sidecar = launch_sidecar(tmp_path_factory.mktemp("buffer"), recorder.url, {"SIDECAR_MAX_BUFFERED_BYTES": "1000"})
+    case = uuid.uuid4().hex[:12]
+    try:
+        with client(sidecar.port, source=NORMAL) as first, client(sidecar.port, source=NORMAL) as second:
+            first.sendall(b"POST /first?case=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 800\r\n\r\n%s" % (case.encode(), b"a" * 700))
+            time.sleep(0.3)
+            assert metric(sidecar.admin, "sidecar_buffered_body_bytes") == 700
+            second.sendall(b"POST /second?case=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 800\r\n\r\n%s" % (case.encode(), b"b" * 400))
+            shed = read_replies(second, 1)
+            first.sendall(b"a" * 100)
+            served = read_replies(first, 1)
+        assert [r.status for r in shed.replies] == [503]
+        assert shed.replies[0].json()["error"]["code"] == "overloaded"
+        assert [r.status for r in served.replies] == [200]
+        assert [r.target for r in recorder.received(case)] == [f"/first?case={case}".encode()]
+        assert metric(sidecar.admin, "sidecar_shed_total", reason="body_buffer") == 1
+        assert metric(sidecar.admin, "sidecar_buffered_body_bytes") == 0, "every buffered byte is handed back"
+    finally:
+        sidecar.process.stop()
