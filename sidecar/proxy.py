@@ -209,6 +209,7 @@ class ClientConnection(asyncio.Protocol):
         self.writing_paused = False
         # perf_counter() when the first byte of the request head being read arrived; None between requests.
         self.head_since: float | None = None
+        self.silent = True  # nothing received yet on this connection
         self.refused = False
         self._paused = 0
         self._advancing = False
@@ -239,6 +240,7 @@ class ClientConnection(asyncio.Protocol):
         if self.refused:
             return
         self.last_activity = self.loop.time()
+        self.silent = False
         if self.head_since is None and (self.parsing is None or not self.parsing.head_complete):
             self.head_since = perf_counter()
         try:
@@ -476,7 +478,9 @@ class ClientConnection(asyncio.Protocol):
                 return
         elif self.head_since is not None and clock - self.head_since > p.header_timeout:
             p.metrics.bound(p.metrics.client_timeouts, "head").inc()
-            if not self.queue:
+            # A connection that never sent a byte is closed without an answer (as nginx does): a
+            # client that opened it ahead of time would otherwise read the 408 as its next response.
+            if not self.queue and not self.silent:
                 self.write(render(responses.request_timeout("head"), "%032x" % random.getrandbits(128), keep_alive=False))
             self.close()
             return

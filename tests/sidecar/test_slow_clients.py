@@ -172,3 +172,14 @@ def test_bodies_being_read_share_a_memory_budget_and_past_it_are_shed(
         assert metric(sidecar.admin, "sidecar_buffered_body_bytes") == 0, "every buffered byte is handed back"
     finally:
         sidecar.process.stop()
+
+
+def test_a_connection_that_sends_nothing_is_closed_silently_at_the_head_deadline(sidecar: Running) -> None:
+    before = metric(sidecar.admin, "sidecar_client_timeouts_total", phase="head")
+    with client(sidecar.port, source=NORMAL) as sock:
+        started = time.monotonic()
+        sock.settimeout(HEAD_TIMEOUT + 3)
+        assert sock.recv(100) == b""
+        elapsed = time.monotonic() - started
+    assert HEAD_TIMEOUT <= elapsed < HEAD_TIMEOUT + 1.5
+    assert metric(sidecar.admin, "sidecar_client_timeouts_total", phase="head") == before + 1
