@@ -15,10 +15,10 @@ from sidecar import responses
 from sidecar.accesslog import AccessLog
 from sidecar.canary import CanarySplit
 from sidecar.exchange import Exchange
-from sidecar.responses import render
 from sidecar.health import UpstreamHealth
 from sidecar.metrics import SidecarMetrics
 from sidecar.ratelimit import RateLimiter
+from sidecar.responses import render
 from sidecar.settings import IPNetwork
 from sidecar.tracing import Tracing
 from sidecar.upstream import UpstreamPool
