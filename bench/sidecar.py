@@ -98,12 +98,17 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _start_nginx(workdir: Path, upstream_port: int) -> tuple[Process, str]:
+    return _start_nginx_with(_NGINX, workdir, upstream_port)
+
+
+def _start_nginx_with(template: str, workdir: Path, upstream_port: int) -> tuple[Process, str]:
+    """Start nginx from a config template ({dir}, {upstream}, {port}); returns it and its base URL."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         raise SystemExit("nginx is not installed: `make bench` installs it when run as root (apt-get install nginx-light)")
     port = free_port()
     conf = workdir / "nginx.conf"
-    conf.write_text(_NGINX.format(dir=workdir, upstream=upstream_port, port=port))
+    conf.write_text(template.format(dir=workdir, upstream=upstream_port, port=port))
     proc = Process("nginx", [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")], {}, workdir)
     base = f"http://127.0.0.1:{port}"
     proc.wait_http(base + PATH)

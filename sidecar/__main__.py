@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import os
+import resource
 import signal
 import sys
 
@@ -51,6 +52,27 @@ async def serve(settings: Settings, rules: tuple[Rule, ...]) -> None:
     log.info("Stopped")
 
 
+def raise_fd_limit(settings: Settings) -> None:
+    """Lift the soft descriptor limit to the hard one (as nginx's worker_rlimit_nofile does).
+
+    Every client connection and every upstream connection is a descriptor; below the
+    connection cap plus the pools the process would fail on accept() instead of refusing cleanly.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    needed = settings.sidecar_max_connections + 2 * settings.sidecar_pool_size + 64
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "descriptor limit %d is below SIDECAR_MAX_CONNECTIONS plus the pools (%d); lower the cap or raise `ulimit -n`",
+            soft, needed,
+        )
+
+
 def main() -> int:
     try:
         settings = load_settings(os.environ)
@@ -61,6 +83,7 @@ def main() -> int:
     writer = configure_logging(
         settings.sidecar_service_name, __version__, level=settings.sidecar_log_level, log_file=settings.sidecar_log_file
     )
+    raise_fd_limit(settings)
     return run_service("sidecar", serve(settings, rules), writer)
 
 

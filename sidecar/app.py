@@ -16,6 +16,7 @@ from servicekit.tracing import create_tracer_provider
 from sidecar import __version__
 from sidecar.admin import json_errors, setup_routes
 from sidecar.canary import CanarySplit
+from sidecar.credentials import ApiKeys
 from sidecar.health import Prober, UpstreamHealth
 from sidecar.keys import (
     health_key,
@@ -88,6 +89,9 @@ async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
     redis_url = settings.sidecar_redis_url.get_secret_value() if settings.sidecar_redis_url else None
     limiter = RateLimiter(
         app[rules_key], app[metrics_key], redis_url=redis_url, redis_timeout=settings.sidecar_redis_timeout,
+        api_keys=ApiKeys.from_settings(
+            tuple(key.get_secret_value() for key in settings.bot_api_key), settings.sidecar_api_key_hashes,
+        ),
     )
     app[limiter_key] = limiter
     try:
@@ -150,9 +154,14 @@ async def _public_listener(app: web.Application) -> AsyncIterator[None]:
         access_log=access_log if settings.sidecar_access_log and access_log.enabled else None,
         trusted_proxies=settings.sidecar_trusted_proxies,
         max_body=settings.sidecar_max_body_bytes,
+        max_buffered=settings.sidecar_max_buffered_bytes,
         max_in_flight=settings.sidecar_max_in_flight,
         read_timeout=settings.sidecar_read_timeout,
         client_timeout=settings.sidecar_client_timeout,
+        header_timeout=settings.sidecar_header_timeout,
+        body_timeout=settings.sidecar_body_timeout,
+        max_connections=settings.sidecar_max_connections,
+        max_connections_per_client=settings.sidecar_max_connections_per_client,
         retry_after_down=app[probers_key]["stable"].retry_after,
         loop=loop,
     )

@@ -26,6 +26,13 @@ _REQUEST_ID = re.compile(SAFE_ID_PATTERN.encode())  # the bot accepts the same i
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _STATUS_ONLY = (400, 413, 431)
+# Fields the sidecar reads, frames or adds itself. A `Connection` header naming one of them does not
+# remove it: the request the upstream parses must be the request the sidecar admitted (RFC 9110 7.6.1
+# lets a sender name any field, but dropping framing or routing fields would split or re-route it).
+_NOT_NOMINATABLE = frozenset((
+    b"content-length", b"transfer-encoding", b"host", b"authorization", b"x-api-key", b"x-user-id",
+    b"x-forwarded-for", b"x-forwarded-proto", b"x-request-id", b"traceparent", b"expect",
+))
 
 
 class Exchange:
@@ -44,7 +51,7 @@ class Exchange:
     head_size = 0
     error: LocalError | None = None
     content_length = 0
-    chunked = False
+    framed = False  # the client sent Content-Length or Transfer-Encoding: the upstream gets a length
     expect_continue = False
     keep_alive = True
     http10 = False
@@ -55,6 +62,7 @@ class Exchange:
     incoming_traceparent: bytes | None = None
     user_header: bytes | None = None
     credential: bytes | None = None
+    api_key: bytes | None = None
     connection_tokens: bytes | None = None
     has_host = False
     route: Route = OTHER
@@ -65,10 +73,10 @@ class Exchange:
     started = False
     admitted = False
     waiting_body = False
-    streaming = False
     discard = False
     continued = False
     body_size = 0
+    buffered = 0  # bytes of this body counted in the proxy's buffer budget
     request_complete = False
     head_complete = False
     status = 0
@@ -85,10 +93,6 @@ class Exchange:
         self.client_ip = conn.peer_ip
         self.head_parts: list[bytes] = [b""]
         self.body: list[bytes] = []
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or self.content_length > 0
 
     # Admission, in the order of docs/architecture.md "Flow 3"
 
@@ -119,32 +123,41 @@ class Exchange:
             return self.reply(responses.not_found())
         if self.content_length > p.max_body:
             return self.reply(responses.payload_too_large(p.max_body))
-        if (
-            p.canary is not None and self.user_header is None and self.route.label == CHAT_ROUTE
-            and self.method == b"POST" and self.has_body
-        ):
-            # The chat body names the user; route only once it is here (bounded by the body limit).
+        if not self.request_complete:
+            # The body is read whole before anything else happens (nginx's proxy_request_buffering):
+            # a slow client then holds only its own connection, never an upstream one or an in-flight slot.
             self.waiting_body = True
-            if self.request_complete:
-                return self.body_ready()
             self._continue()
             return
-        self.check_limits()
+        self.body_ready()
 
     def body_ready(self) -> None:
-        """The whole body of a request waiting for it has arrived: route by its user, then admit."""
+        """The whole request has arrived: route by its user (chat body), then apply limits and admit."""
         self.waiting_body = False
-        user = user_from_chat_body(b"".join(self.body))
-        if user is not None:
-            self.upstream_name = self.proxy.choose_upstream(user_key(None, user, self.client_ip))
+        p = self.proxy
+        if (
+            p.canary is not None and self.user_header is None and self.route.label == CHAT_ROUTE
+            and self.method == b"POST" and self.body
+        ):
+            user = user_from_chat_body(b"".join(self.body))
+            if user is not None:
+                self.upstream_name = p.choose_upstream(user_key(None, user, self.client_ip))
         self.check_limits()
+
+    @property
+    def presented_key(self) -> bytes | None:
+        """The API key as the bot reads it: `Authorization: Bearer <key>`, else `X-API-Key: <key>`."""
+        credential = self.credential
+        if self.api_key is not None and (credential is None or not credential.lstrip()[:7].lower() == b"bearer "):
+            return b"Bearer " + self.api_key.strip()
+        return credential
 
     def check_limits(self) -> None:
         """Apply the rate-limit rules: inline when they live in memory, in a task when in Redis."""
         limiter = self.proxy.limiter
         if limiter is not None:
             if not limiter.is_async:
-                rejection = limiter.check(self.route, self.client_ip, self.credential, self.upstream_name)
+                rejection = limiter.check(self.route, self.client_ip, self.presented_key, self.upstream_name)
                 if rejection is not None:
                     return self.reply(responses.rate_limited(rejection.rule, rejection.headers()))
             elif limiter.rules_for(self.route):
@@ -155,7 +168,7 @@ class Exchange:
     async def _check_limits_async(self) -> None:
         limiter = self.proxy.limiter
         assert limiter is not None
-        rejection = await limiter.check_async(self.route, self.client_ip, self.credential, self.upstream_name)
+        rejection = await limiter.check_async(self.route, self.client_ip, self.presented_key, self.upstream_name)
         if self.finished:
             return
         if rejection is not None:
@@ -221,7 +234,7 @@ class Exchange:
         self.reply(error)
 
     def send(self, conn: UpstreamConnection) -> None:
-        """Write the request head and whatever body is already here in one write."""
+        """Write the whole request, head and buffered body, in one write, framed by its length."""
         parts = self.head_parts
         if self.connection_tokens:
             parts = _without_listed(parts, self.connection_tokens)
@@ -238,49 +251,59 @@ class Exchange:
         if not self.has_host:
             # HTTP/1.0 clients may omit Host; HTTP/1.1, which we speak upstream, requires it.
             parts.append(b"Host: %s\r\n" % conn.pool.authority)
-        if self.chunked:
-            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
-            parts.extend(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in self.body)
-            if self.request_complete:
-                parts.append(b"0\r\n\r\n")
+        if self.framed:
+            # Always the length of what arrived (a chunked body, de-chunked, too): one framing, ours.
+            parts.append(b"Content-Length: %d\r\n\r\n" % self.body_size)
         else:
             parts.append(b"\r\n")
-            parts.extend(self.body)
+        parts.extend(self.body)
         payload = b"".join(parts)
-        if self.request_complete and self.method in _IDEMPOTENT:
+        if self.method in _IDEMPOTENT:
             self.payload = payload
-        self.body = []
+        self.release_body()
         self.head_parts = []
-        self.streaming = True
         self.upstream = conn
         conn.begin(self, payload)
         if self.conn.writing_paused:
             conn.pause_reading()
 
     def on_body(self, data: bytes) -> None:
-        """Stream a piece of the request body upstream, or hold it until the request is admitted."""
+        """Buffer a piece of the request body (within SIDECAR_MAX_BODY_BYTES)."""
         self.body_size += len(data)
         if self.discard:
             return
-        if self.body_size > self.proxy.max_body:
-            if not self.response_begun:
-                self._drop_upstream()
-                self.reply(responses.payload_too_large(self.proxy.max_body))
+        p = self.proxy
+        if self.body_size > p.max_body:
+            self._refuse_body(responses.payload_too_large(p.max_body))
             return
-        if self.streaming:
-            assert self.upstream is not None
-            self.upstream.send_body(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
-        else:
-            self.body.append(data)
+        if p.buffered + len(data) > p.max_buffered:
+            # All bodies being read together have a memory budget; past it, shed this one.
+            p.metrics.bound(p.metrics.shed, "body_buffer", self.upstream_name).inc()
+            self._refuse_body(responses.overloaded(1))
+            return
+        p.buffered += len(data)
+        self.buffered += len(data)
+        self.body.append(data)
+
+    def _refuse_body(self, error: LocalError) -> None:
+        """Stop buffering this body and answer `error` (now, or when the request reaches the front)."""
+        self.release_body()
+        if self.started:
+            self.reply(error)
+        elif self.error is None:
+            self.error = error
+            self.discard = True
+
+    def release_body(self) -> None:
+        """Hand the buffered body's bytes back to the proxy's budget."""
+        if self.buffered:
+            self.proxy.buffered -= self.buffered
+            self.buffered = 0
+        self.body = []
 
     def on_request_complete(self) -> None:
         """The client has sent the whole request."""
         self.request_complete = True
-        upstream = self.upstream
-        if upstream is not None:
-            upstream.last_activity = self.proxy.loop.time()  # the upstream's read timeout starts now
-            if self.streaming and self.chunked and not self.discard:
-                upstream.send_body(b"0\r\n\r\n")
 
     # Callbacks from the upstream connection
 
@@ -378,6 +401,8 @@ class Exchange:
             return
         self.finished = True
         p = self.proxy
+        if self.buffered:
+            self.release_body()
         if self.admitted:
             p.in_flight -= 1
             p.in_flight_by[self.upstream_name] -= 1
@@ -410,7 +435,7 @@ def _without_listed(parts: list[bytes], tokens: bytes) -> list[bytes]:
 
     `parts` is a head as the client connection builds it: a start line, then (name, ": ", value, CRLF).
     """
-    names = {token.strip().lower() for token in tokens.split(b",")} - {b"", b"close", b"keep-alive"}
+    names = {token.strip().lower() for token in tokens.split(b",")} - {b"", b"close", b"keep-alive"} - _NOT_NOMINATABLE
     if not names:
         return parts
     kept: list[bytes] = [parts[0]]

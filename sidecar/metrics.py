@@ -21,7 +21,9 @@ from sidecar.routes import BLOCKED, KNOWN_ROUTES, OTHER
 
 # A health probe on loopback answers in about a millisecond; the top buckets catch a struggling bot.
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-SHED_REASONS = ("max_in_flight", "upstream_down", "draining")
+SHED_REASONS = ("max_in_flight", "upstream_down", "draining", "body_buffer")
+CONNECTION_REFUSALS = ("per_client", "max_connections")
+CLIENT_TIMEOUT_PHASES = ("head", "body")
 PROBE_RESULTS = ("ok", "bad_status", "timeout", "refused")
 ROUTE_LABELS = (*KNOWN_ROUTES, OTHER.label, BLOCKED.label)
 
@@ -81,10 +83,29 @@ class SidecarMetrics:
             "sidecar_upstream_errors", "Proxied requests that failed at the upstream, by kind.",
             ("upstream", "kind"), registry=r,
         )
+        # Connections are refused before any request is read, so these carry no route or upstream.
+        self.buffered_body_bytes = Gauge(
+            "sidecar_buffered_body_bytes", "Request body bytes held while their requests are read whole.", registry=r,
+        )
+        self.client_connections = Gauge(
+            "sidecar_client_connections", "Open client connections on the public port.", registry=r,
+        )
+        self.connections_refused = Counter(
+            "sidecar_connections_refused", "Client connections answered 503 and closed at once because a connection cap was reached.",
+            ("reason",), registry=r,
+        )
+        self.client_timeouts = Counter(
+            "sidecar_client_timeouts", "Requests cut off because the client did not send the head or the body within its deadline.",
+            ("phase",), registry=r,
+        )
         self.build_info = Info("sidecar_build", "Version of the running sidecar.", registry=r)
         self.build_info.info({"version": __version__})
 
         # Series that exist from the start, at zero, so dashboards and rules see them before the first event.
+        for reason in CONNECTION_REFUSALS:
+            self.connections_refused.labels(reason)
+        for phase in CLIENT_TIMEOUT_PHASES:
+            self.client_timeouts.labels(phase)
         for upstream in upstreams:
             self.upstream_up.labels(upstream)
             for result in PROBE_RESULTS:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 from collections import deque
 from time import perf_counter
+from typing import cast
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
@@ -18,6 +20,7 @@ from sidecar.exchange import Exchange
 from sidecar.health import UpstreamHealth
 from sidecar.metrics import SidecarMetrics
 from sidecar.ratelimit import RateLimiter
+from sidecar.responses import render
 from sidecar.tracing import Tracing
 from sidecar.upstream import UpstreamPool
 
@@ -29,7 +32,7 @@ MAX_PIPELINE = 16
 
 # What the request parser does with each field: forward it unless it is named here.
 _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _DROP, _FORWARDED_FOR, _FORWARDED_PROTO = range(6)
-_REQUEST_ID, _TRACEPARENT, _USER_ID, _CREDENTIAL, _EXPECT, _HOST = range(6, 12)
+_REQUEST_ID, _TRACEPARENT, _USER_ID, _CREDENTIAL, _EXPECT, _HOST, _API_KEY = range(6, 13)
 _SPECIAL = {
     b"content-length": _CONTENT_LENGTH,
     b"transfer-encoding": _TRANSFER_ENCODING,
@@ -47,7 +50,7 @@ _SPECIAL = {
     b"traceparent": _TRACEPARENT,
     b"x-user-id": _USER_ID,
     b"authorization": _CREDENTIAL,
-    b"x-api-key": _CREDENTIAL,
+    b"x-api-key": _API_KEY,
     b"expect": _EXPECT,
     b"host": _HOST,
 }
@@ -70,9 +73,14 @@ class Proxy:
         access_log: AccessLog | None,
         trusted_proxies: tuple[IPNetwork, ...],
         max_body: int,
+        max_buffered: int,
         max_in_flight: int,
         read_timeout: float,
         client_timeout: float,
+        header_timeout: float,
+        body_timeout: float,
+        max_connections: int,
+        max_connections_per_client: int,
         retry_after_down: int,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
@@ -85,20 +93,30 @@ class Proxy:
         self.access_log = access_log
         self.trusted_proxies = trusted_proxies
         self.max_body = max_body
+        self.max_buffered = max_buffered
+        self.buffered = 0  # request body bytes held by all exchanges still reading theirs
         self.max_in_flight = max_in_flight
         self.read_timeout = read_timeout
         self.client_timeout = client_timeout
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = max_connections
+        self.max_connections_per_client = max_connections_per_client
         self.retry_after_down = retry_after_down
         self.loop = loop
         self.in_flight = 0
         self.in_flight_by = dict.fromkeys(pools, 0)
         self.draining = False
         self.connections: set[ClientConnection] = set()
+        # Open connections per untrusted peer address (a trusted proxy speaks for many clients).
+        self.connections_by_ip: dict[str, int] = {}
         for name in pools:
             metrics.in_flight.labels(name).set_function(functools.partial(self.in_flight_by.__getitem__, name))
+        metrics.client_connections.set_function(lambda: len(self.connections))
+        metrics.buffered_body_bytes.set_function(lambda: self.buffered)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        self._tick = min(1.0, read_timeout / 4, client_timeout / 4)
+        self._tick = min(1.0, read_timeout / 4, client_timeout / 4, header_timeout / 4, body_timeout / 4)
 
     def choose_upstream(self, user: bytes) -> str:
         """`canary` or `stable` for a user key (see sidecar.canary)."""
@@ -117,10 +135,34 @@ class Proxy:
         self._sweeper = self.loop.call_later(self._tick, self._sweep)
         return int(self._server.sockets[0].getsockname()[1])
 
+    def admit_connection(self, conn: ClientConnection) -> str | None:
+        """Count a new connection in, or name the cap it would break (`per_client`, `max_connections`)."""
+        if len(self.connections) >= self.max_connections:
+            return "max_connections"
+        if not conn.trusted:
+            open_here = self.connections_by_ip.get(conn.peer_ip, 0)
+            if open_here >= self.max_connections_per_client:
+                return "per_client"
+            self.connections_by_ip[conn.peer_ip] = open_here + 1
+        self.connections.add(conn)
+        return None
+
+    def release_connection(self, conn: ClientConnection) -> None:
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        if not conn.trusted:
+            left = self.connections_by_ip.get(conn.peer_ip, 1) - 1
+            if left > 0:
+                self.connections_by_ip[conn.peer_ip] = left
+            else:
+                self.connections_by_ip.pop(conn.peer_ip, None)
+
     def _sweep(self) -> None:
         now = self.loop.time()
+        clock = perf_counter()
         for conn in list(self.connections):
-            conn.check_idle(now, self.client_timeout)
+            conn.check_deadlines(now, clock)
         for pool in self.pools.values():
             pool.sweep(now, self.read_timeout)
         if self.limiter is not None:
@@ -167,6 +209,10 @@ class ClientConnection(asyncio.Protocol):
         self.parsing: Exchange | None = None
         self.last_activity = 0.0
         self.writing_paused = False
+        # perf_counter() when the first byte of the request head being read arrived; None between requests.
+        self.head_since: float | None = None
+        self.silent = True  # nothing received yet on this connection
+        self.refused = False
         self._paused = 0
         self._advancing = False
 
@@ -180,10 +226,26 @@ class ClientConnection(asyncio.Protocol):
             self.peer_ip_bytes = self.peer_ip.encode()
         self.trusted = self.proxy.is_trusted(self.peer_ip)
         self.last_activity = self.loop.time()
-        self.proxy.connections.add(self)
+        # The first request's head is due from the moment the connection is accepted (as in nginx):
+        # a connection that never sends a byte is closed at the head deadline, not the idle timeout.
+        self.head_since = perf_counter()
+        cap = self.proxy.admit_connection(self)
+        if cap is not None:
+            # Refused before reading anything: the cheapest answer there is, and counted by reason.
+            self.refused = True
+            self.proxy.metrics.bound(self.proxy.metrics.connections_refused, cap).inc()
+            scope = "from this address" if cap == "per_client" else "on this server"
+            writer = cast(asyncio.Transport, transport)
+            writer.write(render(responses.too_many_connections(scope), "%032x" % random.getrandbits(128), keep_alive=False))
+            writer.close()
 
     def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
         self.last_activity = self.loop.time()
+        self.silent = False
+        if self.head_since is None and (self.parsing is None or not self.parsing.head_complete):
+            self.head_since = perf_counter()
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade:
@@ -196,19 +258,34 @@ class ClientConnection(asyncio.Protocol):
         self._advance()
 
     def eof_received(self) -> bool:
-        # A client that half-closes after its request still gets the answer; then we close.
+        ex = self.parsing
+        if ex is not None and ex.head_complete and not self.refused:
+            # The stream ended inside a body: that request can never be whole; answer it and stop.
+            self.parsing = None
+            ex.request_complete = True
+            ex.keep_alive = False
+            ex.close_connection = True
+            if ex.error is None:
+                ex.error = responses.bad_request("the request body ended early")
+            if ex.started and not ex.finished:
+                ex.reply(ex.error)
+            self._advance()
+        # A client that half-closes after its requests still gets every answer; then we close.
         if self.queue:
-            for exchange in self.queue:
-                exchange.close_connection = True
+            self.queue[-1].close_connection = True
             return True
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.proxy.connections.discard(self)
+        self.proxy.release_connection(self)
         self.transport = None
         for exchange in self.queue:
             exchange.client_lost()
+            exchange.release_body()
         self.queue.clear()
+        if self.parsing is not None:
+            self.parsing.release_body()
+            self.parsing = None
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -228,6 +305,8 @@ class ClientConnection(asyncio.Protocol):
         exchange = self.parsing
         if exchange is None:
             exchange = self.parsing = Exchange(self)
+            if self.head_since is None:
+                self.head_since = perf_counter()  # a pipelined request that began in an earlier read
         exchange.target += url
         exchange.head_size += len(url)
 
@@ -245,10 +324,13 @@ class ClientConnection(asyncio.Protocol):
         if kind is None:
             ex.head_parts += (name, b": ", value, b"\r\n")
         elif kind == _CONTENT_LENGTH:
+            # Not forwarded: the body is buffered, and the upstream gets the length of what arrived.
             ex.content_length = int(value)
-            ex.head_parts += (name, b": ", value, b"\r\n")
+            ex.framed = True
         elif kind == _TRANSFER_ENCODING:
-            ex.chunked = b"chunked" in value.lower()
+            # llhttp has already refused any coding it cannot decode (a request whose last coding is
+            # not chunked has no knowable length); what it hands on_body is the decoded body.
+            ex.framed = True
         elif kind == _CONNECTION:
             ex.connection_tokens = value if ex.connection_tokens is None else ex.connection_tokens + b"," + value
         elif kind == _FORWARDED_FOR:
@@ -265,7 +347,13 @@ class ClientConnection(asyncio.Protocol):
         elif kind == _CREDENTIAL:
             ex.credential = value
             ex.head_parts += (name, b": ", value, b"\r\n")
+        elif kind == _API_KEY:
+            ex.api_key = value
+            ex.head_parts += (name, b": ", value, b"\r\n")
         elif kind == _HOST:
+            if ex.has_host and ex.error is None:
+                # Which of two Hosts would the upstream route by? (RFC 9112 3.2: answer 400.)
+                ex.error = responses.bad_request("more than one Host field")
             ex.has_host = True
             ex.head_parts += (name, b": ", value, b"\r\n")
         elif kind == _EXPECT:
@@ -279,6 +367,7 @@ class ClientConnection(asyncio.Protocol):
         assert ex is not None
         ex.head_complete = True
         ex.started_at = perf_counter()
+        self.head_since = None
         parser = self.parser
         ex.method = parser.get_method()
         ex.is_head = ex.method == b"HEAD"
@@ -377,6 +466,31 @@ class ClientConnection(asyncio.Protocol):
 
     def is_idle(self) -> bool:
         return not self.queue and self.parsing is None
+
+    def check_deadlines(self, now: float, clock: float) -> None:
+        """Enforce the total deadlines of the head and body being read, then the idle timeout.
+
+        Deadlines, not idle timers: a client trickling a byte a second never resets them.
+        """
+        p = self.proxy
+        ex = self.parsing
+        if ex is not None and ex.head_complete:
+            if clock - ex.started_at > p.body_timeout:
+                p.metrics.bound(p.metrics.client_timeouts, "body").inc()
+                if ex.started and not ex.finished:
+                    ex.close_connection = True
+                    ex.reply(responses.request_timeout("body"))
+                self.close()
+                return
+        elif self.head_since is not None and clock - self.head_since > p.header_timeout:
+            p.metrics.bound(p.metrics.client_timeouts, "head").inc()
+            # A connection that never sent a byte is closed without an answer (as nginx does): a
+            # client that opened it ahead of time would otherwise read the 408 as its next response.
+            if not self.queue and not self.silent:
+                self.write(render(responses.request_timeout("head"), "%032x" % random.getrandbits(128), keep_alive=False))
+            self.close()
+            return
+        self.check_idle(now, p.client_timeout)
 
     def check_idle(self, now: float, timeout: float) -> None:
         """Close a connection silent for `timeout`, unless it only waits for its upstream."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -12,6 +11,7 @@ from typing import Any
 from limits import strategies
 from limits.storage import MemoryStorage
 
+from sidecar.credentials import ApiKeys
 from sidecar.metrics import SidecarMetrics
 from sidecar.routes import Route
 from sidecar.rules import Rule
@@ -60,11 +60,6 @@ class Rejection:
         ]
 
 
-def credential_key(credential: bytes) -> str:
-    """A short digest standing for an API key, so no key is ever stored or shown as itself."""
-    return "k:" + hashlib.blake2b(credential, digest_size=12).hexdigest()
-
-
 class RateLimiter:
     """Apply every rule matching a request's route; the first enforced rule that is out of budget wins.
 
@@ -80,8 +75,10 @@ class RateLimiter:
         *,
         redis_url: str | None = None,
         redis_timeout: float = 0.25,
+        api_keys: ApiKeys | None = None,
     ) -> None:
         self.rules = rules
+        self.api_keys = api_keys or ApiKeys(frozenset())
         self.is_async = redis_url is not None
         self._by_route: dict[str, tuple[Rule, ...]] = {}
         self._keys: dict[tuple[str, str], tuple[str, ...]] = {}
@@ -124,7 +121,7 @@ class RateLimiter:
             rules = self.rules_for(route)
         storage = self._storage
         for rule in rules:
-            ident = client_ip if rule.key == "client_ip" else _key(rule, route, client_ip, credential)
+            ident = client_ip if rule.key == "client_ip" else _key(rule, route, client_ip, credential, self.api_keys)
             keys = self._keys.get((rule.name, ident)) or self._storage_keys(rule, ident)
             fixed = rule.strategy == "fixed-window"
             for item, key in zip(rule.items, keys):
@@ -155,7 +152,7 @@ class RateLimiter:
         try:
             for rule in rules:
                 limiter = self._limiters[rule.strategy]
-                ids = (rule.name, _key(rule, route, client_ip, credential))
+                ids = (rule.name, _key(rule, route, client_ip, credential, self.api_keys))
                 for item in rule.items:
                     if await limiter.hit(item, *ids):
                         continue
@@ -193,12 +190,14 @@ class RateLimiter:
                 await client.aclose()
 
 
-def _key(rule: Rule, route: Route, client_ip: str, credential: bytes | None) -> str:
+def _key(rule: Rule, route: Route, client_ip: str, credential: bytes | None, api_keys: ApiKeys) -> str:
     kind = rule.key
     if kind == "client_ip":
         return client_ip
     if kind == "api_key":
-        return credential_key(credential) if credential else "ip:" + client_ip
+        # Only a key the bot would accept earns its own budget; anything else is the address's.
+        key = api_keys.identify(credential) if credential else None
+        return key or "ip:" + client_ip
     if kind == "route":
         return route.label
     return route.platform

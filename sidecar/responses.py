@@ -78,6 +78,14 @@ def shutting_down() -> LocalError:
     return LocalError(503, "shutting_down", "the sidecar is shutting down", [(b"Retry-After", b"1")])
 
 
+def request_timeout(part: str) -> LocalError:
+    return LocalError(408, "request_timeout", f"the request {part} was not received in time")
+
+
+def too_many_connections(scope: str) -> LocalError:
+    return LocalError(503, "too_many_connections", f"too many open connections {scope}", [(b"Retry-After", b"1")])
+
+
 def bad_gateway(message: str) -> LocalError:
     return LocalError(502, "bad_gateway", message)
 

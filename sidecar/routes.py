@@ -33,7 +33,8 @@ CHAT_ROUTE = "/api/v1/chat"
 OTHER = Route("other", "other")
 BLOCKED = Route("blocked", "other", blocked=True)
 # Served by the bot or the sidecar's admin port only; the public port must never reveal them.
-_PRIVATE = (b"/metrics", b"/sidecar")
+# `/alerts/*` is the bot's Alertmanager receiver: Alertmanager reaches the bot directly.
+_PRIVATE = (b"/metrics", b"/sidecar", b"/alerts")
 
 _EXACT: dict[bytes, Route] = {path.encode(): Route(path, platform) for path, platform in KNOWN_ROUTES.items()}
 _EXACT.update({prefix: BLOCKED for prefix in _PRIVATE})

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from servicekit.addresses import IPNetwork
 from servicekit.errors import ConfigError
 from servicekit.settings import EnvironSettings, check_redis_url, environ_subset, split_csv
+from sidecar.credentials import is_key_digest
 
 DEFAULT_RULES = Path(__file__).with_name("ratelimits.yaml")
 
@@ -31,7 +32,12 @@ class Settings(EnvironSettings):
     sidecar_connect_timeout: float = Field(1.0, gt=0)
     sidecar_read_timeout: float = Field(60.0, gt=0)
     sidecar_client_timeout: float = Field(75.0, gt=0)
+    sidecar_header_timeout: float = Field(10.0, gt=0)
+    sidecar_body_timeout: float = Field(30.0, gt=0)
+    sidecar_max_connections: int = Field(4096, ge=1)
+    sidecar_max_connections_per_client: int = Field(256, ge=1)
     sidecar_max_body_bytes: int = Field(1024 * 1024, ge=0)
+    sidecar_max_buffered_bytes: int = Field(256 * 1024 * 1024, ge=1)
     sidecar_max_in_flight: int = Field(1024, ge=1)
     sidecar_pool_size: int = Field(128, ge=1)
     sidecar_upstream_idle_timeout: float = Field(30.0, gt=0)
@@ -45,6 +51,10 @@ class Settings(EnvironSettings):
     sidecar_rate_limits: str | None = str(DEFAULT_RULES)
     sidecar_redis_url: SecretStr | None = None
     sidecar_redis_timeout: float = Field(0.25, gt=0)
+    # The bot's keys (the same variable the bot reads) or only their SHA-256 digests: which
+    # credentials are real, so that only those get a rate-limit budget of their own.
+    bot_api_key: tuple[SecretStr, ...] = ()
+    sidecar_api_key_hashes: tuple[str, ...] = ()
     sidecar_trusted_proxies: tuple[IPNetwork, ...] = (
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("::1/128"),
@@ -74,10 +84,18 @@ class Settings(EnvironSettings):
     def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
         return check_redis_url(value)
 
-    @field_validator("sidecar_trusted_proxies", mode="before")
+    @field_validator("sidecar_trusted_proxies", "bot_api_key", "sidecar_api_key_hashes", mode="before")
     @classmethod
     def _networks_from_csv(cls, value: object) -> object:
         return split_csv(value)
+
+    @field_validator("sidecar_api_key_hashes")
+    @classmethod
+    def _sha256_hex(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        lowered = tuple(item.lower() for item in value)
+        if not all(is_key_digest(item) for item in lowered):
+            raise ValueError("must be SHA-256 digests, 64 hex digits each, comma-separated")
+        return lowered
 
     @field_validator(
         "sidecar_canary_upstream", "sidecar_rate_limits", "sidecar_log_file", "otel_exporter_otlp_endpoint",

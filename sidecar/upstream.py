@@ -129,10 +129,6 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(payload)
 
-    def send_body(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
-
     def close(self) -> None:
         self.reusable = False
         if self.transport is not None:
@@ -205,6 +201,8 @@ class UpstreamConnection(asyncio.Protocol):
         reason = lines[0].split(b" ", 2)[2] if lines[0].count(b" ") >= 2 else b""
         dropped = set(_HOP_BY_HOP)
         dropped.update(token.strip().lower() for token in fields.get(b"connection", b"").split(b","))
+        # A Connection header never removes the length the body is framed by (one response in, one out).
+        dropped.discard(b"content-length")
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         for line in lines[1:]:
             name = line.partition(b":")[0].strip()

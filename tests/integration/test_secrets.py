@@ -219,7 +219,9 @@ async def test_no_secret_reaches_a_log_a_response_a_metric_or_the_dlq_tool(
                 await seen.call(http, "GET", entry + path)
             await callbacks(seen, http, entry, api_base)
             await chat(seen, http, entry, model)
-            await alerts(seen, http, entry, api)
+            # Alertmanager reaches the bot directly; the public port refuses the receiver.
+            assert await seen.call(http, "POST", entry + "/alerts/alertmanager", json={}) == 404
+            await alerts(seen, http, bot_base, api)
 
             async def settled() -> bool:
                 return await metric(http, bot_base, "bot_dead_letters_total") >= 4

@@ -40,12 +40,24 @@ def test_series_exist_at_zero_before_the_first_event_for_every_upstream() -> Non
         assert value("sidecar_ratelimit_shadow_total", {"rule": "chat_client", "upstream": upstream}) == 0
         assert value("sidecar_ratelimit_errors_total", {"upstream": upstream}) == 0
     assert value("sidecar_build_info", {"version": "0.1.0"}) == 1
+    for reason in ("per_client", "max_connections"):
+        assert value("sidecar_connections_refused_total", {"reason": reason}) == 0
+    for phase in ("head", "body"):
+        assert value("sidecar_client_timeouts_total", {"phase": phase}) == 0
 
 
-def test_every_sidecar_series_carries_the_upstream() -> None:
+# Connection-level series are decided before a request is read (or, for the body buffer, before it is
+# routed), so before there is an upstream to name.
+CONNECTION_LEVEL = {
+    "sidecar_build", "sidecar_client_connections", "sidecar_connections_refused", "sidecar_client_timeouts",
+    "sidecar_buffered_body_bytes",
+}
+
+
+def test_every_request_series_carries_the_upstream() -> None:
     registry = CollectorRegistry()
     SidecarMetrics(registry, upstreams=("stable", "canary"), rules=("r",), default_collectors=False)
-    names = [f.name for f in registry.collect() if f.name.startswith("sidecar_") and f.name != "sidecar_build"]
+    names = [f.name for f in registry.collect() if f.name.startswith("sidecar_") and f.name not in CONNECTION_LEVEL]
     assert names
     for family in registry.collect():
         if family.name in names:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
+import math
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from sidecar.credentials import ApiKeys, key_digest
 from sidecar.metrics import SidecarMetrics
-from sidecar.ratelimit import RateLimiter, credential_key
+from sidecar.ratelimit import RateLimiter
 from sidecar.routes import resolve
 from sidecar.rules import parse_rules
 from tests.sidecar.conftest import Running, fetch, metric
@@ -21,11 +27,11 @@ CHAT = resolve(b"/api/v1/chat")[0]  # type: ignore[index]
 HEALTH = resolve(b"/health")[0]  # type: ignore[index]
 
 
-def make(rules_yaml: str) -> tuple[RateLimiter, CollectorRegistry]:
+def make(rules_yaml: str, api_keys: ApiKeys | None = None) -> tuple[RateLimiter, CollectorRegistry]:
     rules = parse_rules(rules_yaml)
     registry = CollectorRegistry()
     metrics = SidecarMetrics(registry, rules=tuple(r.name for r in rules), default_collectors=False)
-    return RateLimiter(rules, metrics), registry
+    return RateLimiter(rules, metrics, api_keys=api_keys), registry
 
 
 @pytest.mark.parametrize("strategy", ["moving-window", "fixed-window"])
@@ -62,16 +68,28 @@ def test_a_shadow_rule_counts_but_never_refuses() -> None:
     assert registry.get_sample_value("sidecar_ratelimited_total", {"rule": "watch", "upstream": "stable"}) == 0
 
 
-def test_api_keys_are_counted_apart_and_stored_only_as_digests() -> None:
-    limiter, _ = make("rules: [{name: per_key, key: api_key, limits: [2/minute]}]")
-    for key in (b"Bearer key-one", b"Bearer key-two"):
+VALID = ApiKeys.from_settings(("key-one",), (key_digest("key-two"),))
+
+
+def test_valid_api_keys_are_counted_apart_and_stored_only_as_digests() -> None:
+    limiter, _ = make("rules: [{name: per_key, key: api_key, limits: [2/minute]}]", VALID)
+    for key in (b"Bearer key-one", b"bearer  key-two "):
         assert limiter.check(CHAT, "10.0.0.1", key, "stable") is None
         assert limiter.check(CHAT, "10.0.0.1", key, "stable") is None
         assert limiter.check(CHAT, "10.0.0.1", key, "stable") is not None
     # Without a key, the client address stands in.
     assert limiter.check(CHAT, "10.0.0.1", None, "stable") is None
     stored = repr(limiter._storage.events) + repr(limiter._storage.storage)
-    assert "key-one" not in stored and credential_key(b"Bearer key-one") in stored
+    assert "key-one" not in stored and key_digest("key-one") not in stored
+    assert VALID.identify(b"Bearer key-one") in stored
+
+
+@pytest.mark.parametrize("keys", [VALID, None], ids=["keys configured", "no keys"])
+def test_a_made_up_credential_draws_on_the_address_budget(keys: ApiKeys | None) -> None:
+    limiter, _ = make("rules: [{name: per_key, key: api_key, limits: [3/minute]}]", keys)
+    presented = [b"Bearer junk-1", b"Bearer junk-2", b"Basic a2V5LW9uZQ==", None, b"Bearer junk-3"]
+    assert [limiter.check(CHAT, "10.0.0.1", p, "stable") is None for p in presented] == [True, True, True, False, False]
+    assert limiter.check(CHAT, "10.0.0.2", b"Bearer junk-4", "stable") is None, "another address has its own budget"
 
 
 def test_memory_limits_start_no_threads_and_expire_on_request() -> None:
@@ -92,6 +110,46 @@ JSON = {"Content-Type": "application/json"}
 
 def chat(sidecar: Running, **headers: str) -> Answer:
     return fetch(sidecar.url + "/api/v1/chat", method="POST", body=CHAT_BODY, headers={**JSON, **headers})
+
+
+def test_random_bearer_values_from_one_address_get_no_more_than_its_budget(
+    start_upstream: Callable[..., Running], start_sidecar: Callable[..., Running]
+) -> None:
+    """1,000 chat calls in 5 s, each with a new made-up key (as a bearer token or in X-API-Key, both of
+    which the bot reads): the shipped chat_client rule holds (20/s)."""
+    upstream = start_upstream()
+    rules = (Path(__file__).parents[2] / "sidecar" / "ratelimits.yaml").read_text()
+    sidecar = start_sidecar(upstream.url, {"BOT_API_KEY": "the-real-key"}, rules=rules)
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def caller(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=10)
+        for i in range(250):
+            time.sleep(max(0.0, started + (i * 4 + offset) * 0.005 - time.monotonic()))
+            junk = f"junk-{uuid.uuid4().hex}"
+            made_up = {"Authorization": f"Bearer {junk}"} if i % 2 else {"X-API-Key": junk}
+            conn.request("POST", "/api/v1/chat", body=CHAT_BODY, headers={**JSON, **made_up})
+            response = conn.getresponse()
+            response.read()
+            with lock:
+                statuses[response.status] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    assert sum(statuses.values()) == 1000
+    # A moving window of 20 per second: at most 20 in each second the run touched.
+    assert statuses[200] <= 20 * math.ceil(elapsed), (statuses, elapsed)
+    assert statuses[429] >= 1000 - 20 * math.ceil(elapsed)
+    # The real key still has a budget of its own, however it is presented.
+    assert chat(sidecar, Authorization="Bearer the-real-key").status == 200
+    assert chat(sidecar, **{"X-API-Key": "the-real-key"}).status == 200
 
 
 def test_the_budget_is_served_then_429_with_ratelimit_headers(

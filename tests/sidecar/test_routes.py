@@ -32,6 +32,8 @@ def test_unknown_paths_share_one_label(target: bytes) -> None:
         b"/metrics", b"/metrics?format=openmetrics", b"/%6Detrics", b"/%6d%65trics", b"//metrics",
         b"/x/../metrics", b"/./metrics", b"/METRICS", b"/metrics/", b"/sidecar/health", b"/sidecar/ready",
         b"/sidecar", b"/%73idecar/health", b"http://example.test/metrics", b"HTTPS://example.test/sidecar/ready",
+        b"/alerts/alertmanager", b"/%61lerts/alertmanager", b"//alerts/alertmanager", b"/Alerts/AlertManager?x=1",
+        b"/x/../alerts/alertmanager", b"/alerts",
     ],
 )
 def test_private_paths_are_blocked_in_every_spelling(target: bytes) -> None:

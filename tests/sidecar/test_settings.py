@@ -45,6 +45,9 @@ def test_a_canary_at_zero_percent_is_off() -> None:
         ({"SIDECAR_MAX_IN_FLIGHT": "0"}, "SIDECAR_MAX_IN_FLIGHT"),
         ({"SIDECAR_TRUSTED_PROXIES": "not-a-network"}, "SIDECAR_TRUSTED_PROXIES"),
         ({"SIDECAR_PROBE_INTERVAL": "-1"}, "SIDECAR_PROBE_INTERVAL"),
+        ({"SIDECAR_API_KEY_HASHES": "not-a-digest"}, "SIDECAR_API_KEY_HASHES"),
+        ({"SIDECAR_HEADER_TIMEOUT": "0"}, "SIDECAR_HEADER_TIMEOUT"),
+        ({"SIDECAR_MAX_CONNECTIONS_PER_CLIENT": "0"}, "SIDECAR_MAX_CONNECTIONS_PER_CLIENT"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
@@ -57,3 +60,11 @@ def test_the_redis_url_is_never_echoed_in_errors() -> None:
         load_settings({"SIDECAR_REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0", "SIDECAR_PORT": "x"})
     assert "hunter2" not in caught.value.message
     assert "hunter2" not in repr(load_settings({"SIDECAR_REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0"}))
+
+
+def test_api_keys_are_masked_and_digests_are_taken_in_any_case() -> None:
+    digest = "AB" * 32
+    settings = load_settings({"BOT_API_KEY": "secret-one,secret-two", "SIDECAR_API_KEY_HASHES": digest})
+    assert [key.get_secret_value() for key in settings.bot_api_key] == ["secret-one", "secret-two"]
+    assert settings.sidecar_api_key_hashes == ("ab" * 32,)
+    assert "secret-one" not in repr(settings)

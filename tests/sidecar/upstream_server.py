@@ -35,11 +35,12 @@ def _raw_handler(data: bytes) -> Callable[[web.Request], Awaitable[web.Response]
     return handler
 
 
-# Responses written byte for byte, then the connection is closed.
+# Responses written byte for byte, then the connection is closed (and those that are complete HTTP say
+# so, or a proxy would pool the connection and race the close with its next request).
 RAW_RESPONSES = {
     "/garbage": b"this is not HTTP at all\r\n\r\n",
     "/hop": (
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Hop-Only\r\nX-Hop-Only: 1\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close, X-Hop-Only\r\nX-Hop-Only: 1\r\n"
         b"Keep-Alive: timeout=5\r\nX-End-To-End: kept\r\n\r\nok"
     ),
     # HTTP/1.0 style: no length, no chunking; the end of the connection ends the body.
@@ -47,7 +48,7 @@ RAW_RESPONSES = {
     "/overlong": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-ID: r\r\n\r\nokEXTRA BYTES",
     "/early-hints": (
         b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Request-ID: r\r\n\r\nfinal"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Request-ID: r\r\nConnection: close\r\n\r\nfinal"
     ),
 }
 
