@@ -220,7 +220,8 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
 
         deps = PlatformDeps(
             http=app[http_client_key], max_skew_seconds=settings.signature_max_skew_seconds, clock=time.time,
-            submit=submit,
+            submit=submit, metrics=app[metrics_key],
+            redis_url=settings.redis_url.get_secret_value() if settings.redis_url is not None else None,
         )
         adapters: dict[str, PlatformAdapter] = {}
         for name, enabled in platforms.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import aiohttp
 from limits import parse_many
@@ -19,6 +19,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, fie
 from bot.addresses import IPNetwork
 from bot.errors import ConfigError
 from bot.messages import InboundMessage, Reply
+
+if TYPE_CHECKING:
+    from bot.telemetry.metrics import BotMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,10 @@ class PlatformDeps:
     # Queue messages that arrive outside an HTTP callback (a platform's own WebSocket):
     # de-duplicated and durable exactly like webhook messages. Returns how many were new.
     submit: Callable[[str, Sequence[InboundMessage]], Awaitable[int]]
+    # For platforms that hold their own connection: its health signals, and Redis (when set) so
+    # that replicas can agree on which one holds a connection the platform allows only once.
+    metrics: BotMetrics | None = None
+    redis_url: str | None = None
 
 
 class PlatformSettings(BaseModel):
