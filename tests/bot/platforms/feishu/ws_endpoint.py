@@ -85,7 +85,8 @@ class FeishuWsEndpoint:
     def replies_for(self, event_id: str) -> int:
         return sum(1 for target, _ in self.replies if target == f"om_{event_id}")
 
-    async def push_event(self, event_id: str, text: str, *, fragments: int = 1, drop_acks: int = 0) -> str:
+    async def push_event(self, event_id: str, text: str, *, fragments: int = 1, drop_acks: int = 0,
+                         on: WsConnection | None = None) -> str:
         """Push a message event (split into `fragments` data frames); re-pushed until answered with 200."""
         payload = json.dumps(text_event(event_id, f"@_user_1 {text}", message_id=f"om_{event_id}")).encode()
         frame_id = uuid.uuid4().hex
@@ -101,11 +102,11 @@ class FeishuWsEndpoint:
                 item.key, item.value = key, value
             frame.payload = part
             raws.append(frame.SerializeToString())
-        live = self.live()
-        self.pending[frame_id] = Pending(raws, time.monotonic() if live else 0.0, drop_acks)
-        if live:
+        target = on or (self.live() or [None])[-1]
+        self.pending[frame_id] = Pending(raws, time.monotonic() if target else 0.0, drop_acks)
+        if target is not None:
             for raw in raws:
-                await live[-1].ws.send_bytes(raw)
+                await target.ws.send_bytes(raw)
         return frame_id
 
     async def _endpoint(self, request: web.Request) -> web.Response:
