@@ -80,6 +80,23 @@ class WebhookRejections(_Strict):
     min_per_second: float = Field(ge=0)
 
 
+class PlatformConnections(_Strict):
+    """Connections the bot holds itself (DingTalk Stream, Feishu long connection)."""
+
+    # Down (and not standing by for another replica) this long pages.
+    down_for: str = "2m"
+    # Up, yet nothing at all received for this long: the watchdog itself is not working.
+    silent_seconds: float = Field(300, gt=0)
+    # More reconnects than this within 15 minutes is a storm (or a network that keeps cutting).
+    max_reconnects_per_15m: int = Field(10, ge=1)
+
+    @field_validator("down_for")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
+
+
 class SLO(_Strict):
     """Every target the rules, dashboards and load-test gates are built from."""
 
@@ -94,6 +111,7 @@ class SLO(_Strict):
     ack_deadlines_seconds: dict[str, float]
     ack_warning_ratio: float = Field(gt=0, lt=1)
     webhook_rejections: WebhookRejections
+    platform_connections: PlatformConnections = PlatformConnections()
 
     @field_validator("period")
     @classmethod

@@ -41,6 +41,7 @@ UNREACHABLE = "unreachable"  # the open call or the WebSocket handshake failed
 REFUSED = "refused"  # the platform refused the credentials
 LEASE_LOST = "lease_lost"  # another replica holds the connection now
 ERROR = "error"  # anything unexpected (logged with its traceback)
+REASONS = (SILENT, DISCONNECT, CLOSED, UNREACHABLE, REFUSED, LEASE_LOST, ERROR)
 
 
 class LongConnectionSettings(PlatformSettings):
@@ -165,6 +166,10 @@ class LongConnection:
         self.connected_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._gauges(up=0, standby=0, breaker=0)
+        if metrics is not None:
+            # Every reason starts at 0, so the first reconnect already shows in rate() and increase().
+            for reason in REASONS:
+                metrics.reconnects.labels(platform, reason)
 
     def start(self) -> None:
         if self._task is None:

@@ -134,6 +134,11 @@ class DingTalkStreamGateway:
         await (on or self.current()).ws.send_str(json.dumps(raw))
         return str(raw["headers"]["messageId"])
 
+    async def close_all(self) -> None:
+        """End every connection from the gateway's side (a restart of DingTalk's gateway)."""
+        for conn in self.live():
+            await conn.ws.close(code=1001)
+
     def replies_for(self, msg_id: str) -> int:
         return sum(1 for session, _ in self.replies if session == msg_id)
 
