@@ -15,6 +15,8 @@ import pytest
 from tests.bot.platforms.connection_bots import ConnectionBots, ready, sample
 from tests.bot.platforms.dingtalk.stream_gateway import CLIENT_ID, CLIENT_SECRET, DingTalkStreamGateway
 from tests.support.bots import eventually
+from tests.support.redis_server import RedisServer
+from tests.support.services import require_binary
 
 SILENCE = 1.5
 
@@ -199,3 +201,30 @@ async def test_a_bot_killed_mid_stream_loses_nothing_it_acknowledged(
     assert acked_before_kill <= {session for session, _ in gateway.replies}
     await asyncio.sleep(1.2)
     assert all(gateway.replies_for(msg_id) == 1 for msg_id in ids), {m: gateway.replies_for(m) for m in ids}
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A redis-server this test may stop and start again on the same port."""
+    server = RedisServer(require_binary("redis-server"), tmp_path / "redis")
+    await asyncio.to_thread(server.start)
+    yield server
+    await asyncio.to_thread(server.stop)
+
+
+async def test_a_message_that_cannot_be_queued_is_not_acknowledged_and_is_answered_once_redis_is_back(
+    gateway: DingTalkStreamGateway, bots: ConnectionBots, own_redis: RedisServer
+) -> None:
+    proc, base = await bots.start(stream_env(gateway, REDIS_URL=own_redis.url, DINGTALK_LEASE_SECONDS="3"))
+    await connected(gateway)
+    await asyncio.to_thread(own_redis.stop)
+    frame_id = await gateway.send_message("msg-queue-down", "is anyone there")
+    await asyncio.sleep(1.5)
+    assert frame_id not in gateway.acked and gateway.replies_for("msg-queue-down") == 0
+    assert "left unacknowledged so DingTalk sends it again" in proc.output()
+
+    await asyncio.to_thread(own_redis.start)  # the bot takes the lease again, reconnects, gets the frame again
+    await eventually(lambda: _true(gateway.acked.get(frame_id) == 1), timeout=20, what="the ACK")
+    await answered(gateway, "msg-queue-down", timeout=20)
+    await asyncio.sleep(1.2)
+    assert gateway.replies_for("msg-queue-down") == 1

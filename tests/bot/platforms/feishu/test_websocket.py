@@ -18,6 +18,8 @@ from tests.bot.platforms.connection_bots import ConnectionBots, ready, sample
 from tests.bot.platforms.feishu.conftest import APP_ID, APP_SECRET, text_event
 from tests.bot.platforms.feishu.ws_endpoint import SERVICE_ID, FeishuWsEndpoint, header
 from tests.support.bots import eventually
+from tests.support.redis_server import RedisServer
+from tests.support.services import require_binary
 
 SILENCE = 1.5
 
@@ -188,3 +190,32 @@ async def test_a_bot_killed_mid_stream_loses_nothing_it_answered(
         await answered(endpoint, event_id, timeout=20.0)
     await asyncio.sleep(1.2)
     assert all(endpoint.replies_for(e) == 1 for e in ids), {e: endpoint.replies_for(e) for e in ids}
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A redis-server this test may stop and start again on the same port."""
+    server = RedisServer(require_binary("redis-server"), tmp_path / "redis")
+    await asyncio.to_thread(server.start)
+    yield server
+    await asyncio.to_thread(server.stop)
+
+
+async def test_an_event_that_cannot_be_queued_is_answered_500_and_replied_to_once_the_queue_is_back(
+    endpoint: FeishuWsEndpoint, bots: ConnectionBots, own_redis: RedisServer
+) -> None:
+    _, base = await bots.start(ws_env(endpoint, REDIS_URL=own_redis.url))
+    await connected(endpoint)
+    await asyncio.to_thread(own_redis.stop)
+    frame_id = await endpoint.push_event("ev_queue_down", "is anyone there")
+    await eventually(lambda: _true(any(header(f, "message_id") == frame_id for f in endpoint.current().responses)),
+                     what="an answer to the event")
+    answers = [json.loads(f.payload) for f in endpoint.current().responses if header(f, "message_id") == frame_id]
+    assert answers[0] == {"code": 500} and frame_id not in endpoint.acked
+    assert endpoint.replies_for("ev_queue_down") == 0
+
+    await asyncio.to_thread(own_redis.start)  # Feishu keeps pushing it; now it is queued
+    await eventually(lambda: _true(endpoint.acked.get(frame_id) == 1), timeout=20, what="a 200 answer")
+    await answered(endpoint, "ev_queue_down", timeout=20)
+    await asyncio.sleep(1.2)
+    assert endpoint.replies_for("ev_queue_down") == 1
