@@ -253,8 +253,13 @@ class LongConnection:
             return Ended(REFUSED, str(exc))
         except DeliveryFailed as exc:  # the open call failed (network, 5xx, 429)
             return Ended(UNREACHABLE, exc.reason)
-        except (ConnectionUnavailable, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            return Ended(UNREACHABLE, str(exc) or type(exc).__name__)
+        except ConnectionUnavailable as exc:
+            return Ended(UNREACHABLE, str(exc))
+        except aiohttp.ClientResponseError as exc:
+            # Its text names the URL, whose query holds a one-time ticket: only the status is kept.
+            return Ended(UNREACHABLE, f"the WebSocket handshake was answered with HTTP {exc.status}")
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            return Ended(UNREACHABLE, type(exc).__name__)
         except Exception as exc:
             # Whatever went wrong, a dead task would silently stop every message: log and go on.
             log.exception("%s connection failed unexpectedly", self.platform, extra={"labels.platform": self.platform})

@@ -29,6 +29,9 @@ OK, SYSTEM_BUSY, INTERNAL_ERROR = 0, 1, 1000040343
 AUTH_FAILED, FORBIDDEN, EXCEED_CONN_LIMIT = 514, 403, 1000040350
 # Fragments of one event that do not all arrive within this long are dropped (Feishu re-sends).
 FRAGMENT_SECONDS = 10.0
+# Bounds on reassembly, so that a frame claiming a huge `sum` cannot make the bot allocate for it.
+MAX_FRAGMENTS = 64
+MAX_PENDING_EVENTS = 256
 
 # Handles one event payload (schema 2.0 JSON): True once queued (or never to be answered), False
 # when queueing failed, so that Feishu is told to push it again.
@@ -178,11 +181,15 @@ class FeishuWebSocket:
             total, seq = 1, 0
         if total <= 1:
             return frame.payload or b""
-        if not 0 <= seq < total:
+        if not 0 <= seq < total or total > MAX_FRAGMENTS:
+            log.warning("feishu sent a fragment that cannot be reassembled (seq %d of %d); ignored", seq, total,
+                        extra={"labels.platform": "feishu"})
             return None
         now = time.monotonic()
         for key in [k for k, (at, _) in self._fragments.items() if now - at > FRAGMENT_SECONDS]:
             del self._fragments[key]
+        if message_id not in self._fragments and len(self._fragments) >= MAX_PENDING_EVENTS:
+            return None  # dropped unanswered: Feishu pushes the event again
         _, parts = self._fragments.setdefault(message_id, (now, [None] * total))
         if len(parts) != total:
             return None

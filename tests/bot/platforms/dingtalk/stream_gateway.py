@@ -81,6 +81,7 @@ class DingTalkStreamGateway:
     port: int = 0  # set once the server listens
     redeliver_after: float = 1.0
     refuse_credentials: bool = False
+    refuse_tickets: bool = False
     opens: list[dict[str, Any]] = field(default_factory=list)
     open_times: list[float] = field(default_factory=list)
     tickets: dict[str, bool] = field(default_factory=dict)
@@ -157,7 +158,7 @@ class DingTalkStreamGateway:
 
     async def _connect(self, request: web.Request) -> web.StreamResponse:
         ticket = request.query.get("ticket", "")
-        if self.tickets.get(ticket) is not False:  # unknown or already used
+        if self.refuse_tickets or self.tickets.get(ticket) is not False:  # unknown or already used
             return web.Response(status=401, text="bad ticket")
         self.tickets[ticket] = True
         ws = web.WebSocketResponse(autoping=False)

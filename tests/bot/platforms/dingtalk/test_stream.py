@@ -228,3 +228,18 @@ async def test_a_message_that_cannot_be_queued_is_not_acknowledged_and_is_answer
     await answered(gateway, "msg-queue-down", timeout=20)
     await asyncio.sleep(1.2)
     assert gateway.replies_for("msg-queue-down") == 1
+
+
+async def test_a_refused_ticket_is_retried_with_backoff_and_never_shown(
+    gateway: DingTalkStreamGateway, bots: ConnectionBots
+) -> None:
+    gateway.refuse_tickets = True
+    proc, base = await bots.start(stream_env(gateway, DINGTALK_BREAKER_FAILURES="3", DINGTALK_BREAKER_SECONDS="60"))
+    await eventually(lambda: _true(len(gateway.opens) >= 3), what="three attempts")
+    await asyncio.sleep(1.5)
+    assert len(gateway.opens) == 3  # then the breaker holds further attempts
+    status, body = await ready(base)
+    assert status == 503 and "HTTP 401" in body["failing"]["platform:dingtalk"]
+    for ticket in gateway.tickets:
+        assert ticket not in proc.output() and ticket not in json.dumps(body)
+    assert await sample(base, "bot_platform_reconnects_total", platform="dingtalk", reason="unreachable") == 3

@@ -59,3 +59,21 @@ def test_a_frame_without_its_required_fields_is_refused() -> None:
         Frame.decode(b"")
     with pytest.raises(FrameError):
         Frame.decode(Frame(headers=[("type", "ping")]).encode()[:-3])
+
+
+def test_reassembly_refuses_a_frame_that_claims_a_huge_number_of_fragments() -> None:
+    from bot.platforms.feishu import websocket
+
+    client = websocket.FeishuWebSocket(None, "", "", "", None, max_ping_seconds=30)  # type: ignore[arg-type]
+
+    def fragment(message_id: str, seq: int, total: int, payload: bytes) -> Frame:
+        return Frame(method=1, headers=[("type", "event"), ("message_id", message_id), ("sum", str(total)),
+                                        ("seq", str(seq))], payload=payload)
+
+    assert client._assemble(fragment("m1", 0, 10**9, b"x"), "m1") is None
+    assert client._fragments == {}
+    assert client._assemble(fragment("m2", 1, 2, b"def"), "m2") is None
+    assert client._assemble(fragment("m2", 0, 2, b"abc"), "m2") == b"abcdef"
+    for i in range(websocket.MAX_PENDING_EVENTS + 10):
+        client._assemble(fragment(f"open-{i}", 0, 2, b"a"), f"open-{i}")
+    assert len(client._fragments) == websocket.MAX_PENDING_EVENTS
