@@ -145,8 +145,8 @@ class FeishuAdapter:
 
     async def _on_event(self, payload: bytes) -> bool:
         try:
-            event = json_object(payload)
-            decoded = _event(event, self.deps.clock())
+            # Plain JSON over the long connection; decrypted too, should an Encrypt Key apply to it.
+            decoded = _event(self._plaintext(payload), self.deps.clock())
         except WebhookRejected as exc:
             # Answered all the same: an event that cannot be read would otherwise come back forever.
             log.warning("feishu long-connection event skipped: %s", exc.message,

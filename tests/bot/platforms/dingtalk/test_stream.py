@@ -19,6 +19,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.services import require_binary
 
 SILENCE = 1.5
+WORKERS = 4
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def stream_env(gw: DingTalkStreamGateway, **extra: str) -> dict[str, str]:
         "DINGTALK_SILENCE_SECONDS": str(SILENCE), "DINGTALK_RECONNECT_BASE_SECONDS": "0.1",
         "DINGTALK_RECONNECT_MAX_SECONDS": "0.5",
         # Every test message goes to one group; DingTalk's 20 a minute would hold back the burst.
-        "DINGTALK_OUTBOUND_LIMIT": "1000/minute", **extra,
+        "DINGTALK_OUTBOUND_LIMIT": "1000/minute", "BOT_WORKERS": str(WORKERS), **extra,
     }
 
 
@@ -200,7 +201,10 @@ async def test_a_bot_killed_mid_stream_loses_nothing_it_acknowledged(
         await answered(gateway, msg_id, timeout=20.0)
     assert acked_before_kill <= {session for session, _ in gateway.replies}
     await asyncio.sleep(1.2)
-    assert all(gateway.replies_for(msg_id) == 1 for msg_id in ids), {m: gateway.replies_for(m) for m in ids}
+    # DingTalk has no idempotency key: a reply sent just before the kill but not yet recorded as
+    # delivered goes out again. Only replies in flight at that moment (one per worker) can repeat.
+    repeated = sum(gateway.replies_for(msg_id) - 1 for msg_id in ids)
+    assert 0 <= repeated <= WORKERS, {m: gateway.replies_for(m) for m in ids}
 
 
 @pytest.fixture

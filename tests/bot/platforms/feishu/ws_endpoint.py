@@ -83,6 +83,10 @@ class FeishuWsEndpoint:
         return live[-1]
 
     def replies_for(self, event_id: str) -> int:
+        """Replies shown in the chat: Feishu drops a reply whose `uuid` it has seen within the hour."""
+        return len({body.get("uuid") for target, body in self.replies if target == f"om_{event_id}"})
+
+    def reply_posts_for(self, event_id: str) -> int:
         return sum(1 for target, _ in self.replies if target == f"om_{event_id}")
 
     async def push_event(self, event_id: str, text: str, *, fragments: int = 1, drop_acks: int = 0,
