@@ -109,8 +109,11 @@ class FeishuWsEndpoint:
         target = on or (self.live() or [None])[-1]
         self.pending[frame_id] = Pending(raws, time.monotonic() if target else 0.0, drop_acks)
         if target is not None:
-            for raw in raws:
-                await target.ws.send_bytes(raw)
+            try:
+                for raw in raws:
+                    await target.ws.send_bytes(raw)
+            except ConnectionError:
+                pass  # the connection just went: re-pushed on the next one
         return frame_id
 
     async def _endpoint(self, request: web.Request) -> web.Response:
