@@ -52,7 +52,7 @@ class LongConnectionSettings(PlatformSettings):
     # No frame, ping or pong for this long and the connection is dropped and opened again.
     # Pings go out at a third of it, so a live connection always has something to show.
     silence_seconds: float = Field(60.0, gt=0)
-    # This many failed attempts in a row open the breaker; refused credentials open it at once.
+    # This many attempts in a row that get no connection open the breaker; refused credentials open it at once.
     breaker_failures: int = Field(5, ge=1)
     breaker_seconds: float = Field(300.0, gt=0)
     # With REDIS_URL, how long a replica's hold on a one-holder connection lasts without renewal:
@@ -161,7 +161,8 @@ class LongConnection:
         self.clock = clock
         self.wall_clock = wall_clock
         self.state = State.STOPPED
-        self.failures = 0
+        self.failures = 0  # attempts since the last healthy session: the backoff step
+        self.failed_opens = 0  # attempts in a row that never got a connection: the breaker's count
         self.last_ended: Ended | None = None
         self.connected_at: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -230,9 +231,13 @@ class LongConnection:
                 log.info("%s connection ended (%s: %s); reconnecting now", self.platform, ended.reason,
                          ended.detail, extra=self._fields(ended))
                 continue
-            if self.failures + 1 >= self.policy.breaker_failures:
-                log.error("%s connection failed %d times in a row (last: %s: %s); pausing for %.0fs",
-                          self.platform, self.failures + 1, ended.reason, ended.detail,
+            if not was_up:
+                self.failed_opens += 1
+            # Only attempts that never got a connection open the breaker: a connection that keeps
+            # opening and dropping backs off (and shows as a reconnect storm) but is not paused.
+            if self.failed_opens >= self.policy.breaker_failures:
+                log.error("%s connection could not be opened %d times in a row (last: %s: %s); pausing for %.0fs",
+                          self.platform, self.failed_opens, ended.reason, ended.detail,
                           self.policy.breaker_seconds, extra=self._fields(ended))
                 await self._breaker()
                 continue
@@ -322,12 +327,13 @@ class LongConnection:
             # Someone else may do better (or fail the same way); do not keep the connection to ourselves.
             await self.lease.release()
         await asyncio.sleep(self.policy.breaker_seconds)
-        self.failures = 0
+        self.failures = self.failed_opens = 0
         self._gauges(breaker=0)
 
     def _up(self) -> None:
         """Sessions call this once the platform accepted the connection."""
         self.connected_at = self.clock()
+        self.failed_opens = 0
         self._set(State.UP)
         self._gauges(up=1, breaker=0)
         log.info("%s connection up", self.platform, extra={"labels.platform": self.platform})

@@ -118,3 +118,22 @@ async def test_a_disconnect_reconnects_at_once_but_repeated_quick_ones_back_off(
     await conn.close()
     assert starts[1] - starts[0] < 0.05  # the first move is immediate
     assert len(starts) <= 6  # the rest wait out a backoff instead of spinning
+
+
+async def test_a_connection_that_keeps_dropping_backs_off_but_is_never_paused() -> None:
+    starts: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def flapping(link: Link, up: Callable[[], None]) -> Ended:
+        starts.append(loop.time())
+        up()
+        return Ended("closed", "dropped at once")
+
+    conn = LongConnection("demo", flapping, settings(reconnect_base_seconds=0.02, reconnect_max_seconds=0.08,
+                                                     breaker_failures=2, breaker_seconds=10))
+    conn.start()
+    await asyncio.sleep(0.6)
+    await conn.close()
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert len(starts) >= 6  # never paused for the 10 s breaker
+    assert max(gaps[3:]) >= 0.04  # but spaced by the backoff, up to its ceiling
