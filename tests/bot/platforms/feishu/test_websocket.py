@@ -148,6 +148,20 @@ async def test_a_silent_connection_is_dropped_by_the_watchdog_and_reopened(
     await answered(endpoint, "ev_after_silence")
 
 
+async def test_a_connection_closed_by_feishu_is_reopened_and_an_event_sent_meanwhile_is_answered_once(
+    endpoint: FeishuWsEndpoint, bots: ConnectionBots
+) -> None:
+    _, base = await bots.start(ws_env(endpoint))
+    await connected(endpoint)
+    await endpoint.close_all()
+    await endpoint.push_event("ev_while_closed", "hello?")  # waits for the next connection
+    await connected(endpoint, 2)
+    await answered(endpoint, "ev_while_closed")
+    assert await sample(base, "bot_platform_reconnects_total", platform="feishu", reason="closed") == 1
+    await asyncio.sleep(1.2)
+    assert endpoint.replies_for("ev_while_closed") == 1
+
+
 async def test_refused_credentials_give_one_clear_error_and_no_storm(
     endpoint: FeishuWsEndpoint, bots: ConnectionBots
 ) -> None:

@@ -82,6 +82,11 @@ class FeishuWsEndpoint:
         assert live, "no live connection"
         return live[-1]
 
+    async def close_all(self) -> None:
+        """End every connection from Feishu's side (a deploy of its gateway)."""
+        for conn in self.live():
+            await conn.ws.close(code=1001)
+
     def replies_for(self, event_id: str) -> int:
         """Replies shown in the chat: Feishu drops a reply whose `uuid` it has seen within the hour."""
         return len({body.get("uuid") for target, body in self.replies if target == f"om_{event_id}"})
