@@ -1,4 +1,4 @@
-"""DingTalk robot callbacks: verify the `sign`, parse the message, acknowledge, reply."""
+"""DingTalk robot messages, as signed HTTP callbacks or over the Stream connection: verify, parse, acknowledge, reply."""
 
 from __future__ import annotations
 

@@ -130,6 +130,14 @@ class DingTalkStreamGateway:
             pass  # the connection just went: redelivered on the next one
         return frame_id
 
+    async def send_callback(self, data: dict[str, Any]) -> str:
+        """A robot-topic CALLBACK frame with any `data` (for bodies DingTalk would never send)."""
+        raw = frame(CallbackMessage.TYPE, ChatbotMessage.TOPIC, data)
+        frame_id = raw["headers"]["messageId"]
+        self.pending[frame_id] = Pending(raw, time.monotonic())
+        await self.current().ws.send_str(json.dumps(raw))
+        return str(frame_id)
+
     async def system(self, topic: str, data: dict[str, Any], on: StreamConnection | None = None) -> str:
         raw = frame(SystemMessage.TYPE, topic, data)
         await (on or self.current()).ws.send_str(json.dumps(raw))

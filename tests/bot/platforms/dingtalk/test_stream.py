@@ -101,6 +101,18 @@ async def _ready(base: str) -> bool:
     return status == 200
 
 
+async def test_a_message_that_cannot_be_read_is_acknowledged_counted_and_not_answered(
+    gateway: DingTalkStreamGateway, bots: ConnectionBots
+) -> None:
+    _, base = await bots.start(stream_env(gateway))
+    await connected(gateway)
+    frame_id = await gateway.send_callback({"msgtype": "text", "text": {"content": "no msgId"}})
+    await eventually(lambda: _true(gateway.acked.get(frame_id) == 1), what="the ACK")
+    assert await sample(base, "bot_webhook_rejected_total", platform="dingtalk", reason="malformed") == 1
+    await asyncio.sleep(1.2)  # acknowledged, so never sent again, and nothing to answer
+    assert gateway.acked[frame_id] == 1 and gateway.replies == []
+
+
 async def test_a_frame_redelivered_after_its_ack_was_lost_is_answered_once(
     gateway: DingTalkStreamGateway, bots: ConnectionBots
 ) -> None:
