@@ -282,7 +282,8 @@ def _platforms(platforms: Mapping[str, EnabledPlatform]) -> CleanupCtx:
 
         deps = PlatformDeps(
             http=app[http_client_key], max_skew_seconds=settings.signature_max_skew_seconds, clock=time.time,
-            submit=submit,
+            submit=submit, metrics=app[metrics_key],
+            redis=app.get(redis_key),
         )
         adapters: dict[str, PlatformAdapter] = {}
         hooks: dict[str, AdapterHooks] = {}

@@ -137,5 +137,32 @@ dashboard = dashboard(
                  "{{platform}} dead letters"),
             ),
         ),
+        timeseries(
+            "Platform connections",
+            "DingTalk Stream and Feishu long connections held by the bot: 1 up, 0 down; 'standby' is a replica "
+            "waiting while another holds the connection.",
+            targets(
+                (f"max by (platform, instance) ({selector('bot_platform_connection_up')})",
+                 "{{platform}} up {{instance}}"),
+                (f"max by (platform, instance) ({selector('bot_platform_connection_standby')})",
+                 "{{platform}} standby {{instance}}"),
+            ),
+        ),
+        timeseries(
+            "Time since the last frame",
+            "Seconds since anything (message, ping, pong) arrived on the connection. The bot's watchdog "
+            "reconnects past its own bound (DINGTALK_ or FEISHU_SILENCE_SECONDS); the alert fires past "
+            f"{number(slo.platform_connections.silent_seconds)} s.",
+            [target(f"time() - max by (platform, instance) "
+                    f"({selector('bot_platform_last_frame_timestamp_seconds')})", "{{platform}} {{instance}}")],
+            unit="s", thresholds=steps("transparent", (slo.platform_connections.silent_seconds, "red")),
+        ),
+        timeseries(
+            "Reconnects by reason",
+            "silent: the watchdog heard nothing; closed: the platform or network ended it; disconnect: the "
+            "platform asked to move; unreachable / refused: opening failed (refused pauses reconnects).",
+            [target(f"sum by (platform, reason) (increase({selector('bot_platform_reconnects_total')}[{RATE}]))",
+                    "{{platform}} {{reason}}")],
+        ),
     ],
 )

@@ -268,7 +268,60 @@ def alert_rules(slo: SLO) -> list[Rule]:
             },
         },
     ]
+    rules += connection_alerts(slo)
     return rules
+
+
+def connection_alerts(slo: SLO) -> list[Rule]:
+    """Connections the bot holds (DingTalk Stream, Feishu long connection): down, silent, storming."""
+    conn = slo.platform_connections
+    return [
+        {
+            "alert": "PlatformConnectionDown",
+            "expr": ("bot_platform_connection_up == 0 unless "
+                     "bot_platform_connection_standby == 1"),
+            "for": conn.down_for,
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "{{ $labels.instance }} has no {{ $labels.platform }} connection",
+                "description": (
+                    f"No {{{{ $labels.platform }}}} messages reach this bot: its connection has been down for "
+                    f"{conn.down_for} and no other replica holds it for it. See reconnects by reason and the log "
+                    "line naming the cause (refused credentials pause reconnects)."
+                ),
+                "dashboard": DASHBOARD_BOT,
+            },
+        },
+        {
+            "alert": "PlatformConnectionSilent",
+            "expr": (f"time() - bot_platform_last_frame_timestamp_seconds > {number(conn.silent_seconds)} "
+                     "and bot_platform_connection_up == 1"),
+            "for": "1m",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "{{ $labels.platform }} connection of {{ $labels.instance }} is open but silent",
+                "description": (
+                    "Nothing at all (no message, ping or pong) for {{ $value | humanizeDuration }}, yet the "
+                    "bot counts the connection as up: its watchdog is not working. Restart the bot."
+                ),
+                "dashboard": DASHBOARD_BOT,
+            },
+        },
+        {
+            "alert": "PlatformReconnectStorm",
+            "expr": (f"sum by (platform) (increase(bot_platform_reconnects_total[15m])) > "
+                     f"{number(conn.max_reconnects_per_15m)}"),
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "{{ $labels.platform }} connections keep dropping",
+                "description": (
+                    "{{ $value | humanize }} reconnects in 15 minutes; see bot_platform_reconnects_total by reason "
+                    "(silent: a network that drops idle connections; closed: the platform ends them)."
+                ),
+                "dashboard": DASHBOARD_BOT,
+            },
+        },
+    ]
 
 
 def rule_files(slo: SLO) -> dict[str, dict[str, Any]]:

@@ -91,6 +91,23 @@ class QueueAge(_Strict):
         return value
 
 
+class PlatformConnections(_Strict):
+    """Connections the bot holds itself (DingTalk Stream, Feishu long connection)."""
+
+    # Down (and not standing by for another replica) this long pages.
+    down_for: str = "2m"
+    # Up, yet nothing at all received for this long: the watchdog itself is not working.
+    silent_seconds: float = Field(300, gt=0)
+    # More reconnects than this within 15 minutes is a storm (or a network that keeps cutting).
+    max_reconnects_per_15m: int = Field(10, ge=1)
+
+    @field_validator("down_for")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
+
+
 class SLO(_Strict):
     """Every target the rules, dashboards and load-test gates are built from."""
 
@@ -109,6 +126,7 @@ class SLO(_Strict):
     reply: Latency
     reply_overhead: Latency
     queue_age: QueueAge
+    platform_connections: PlatformConnections = PlatformConnections()
 
     @field_validator("period")
     @classmethod

@@ -15,7 +15,7 @@ import inspect
 import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import aiohttp
 from limits import parse_many
@@ -25,6 +25,11 @@ from bot.errors import ConfigError
 from bot.messages import InboundMessage, Reply
 from bot.platforms.redact import scrub_credentials
 from servicekit.addresses import IPNetwork
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from bot.telemetry.metrics import BotMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +250,11 @@ class PlatformDeps:
     # Queue messages that arrive outside an HTTP callback (a platform's own WebSocket):
     # de-duplicated and durable exactly like webhook messages. Returns how many were new.
     submit: Callable[[str, Sequence[InboundMessage]], Awaitable[int]]
+    # For platforms that hold their own connection: its health signals, and the process's Redis
+    # client (when REDIS_URL is set) so that replicas can agree on which one holds a connection
+    # the platform allows only once.
+    metrics: BotMetrics | None = None
+    redis: aioredis.Redis | None = None
 
 
 class PlatformSettings(BaseModel):

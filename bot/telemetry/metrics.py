@@ -106,6 +106,31 @@ class BotMetrics:
             ("platform", "outcome"), registry=r,
         )
         self.sessions_active = Gauge("bot_sessions_active", "Sessions held in memory.", registry=r)
+        # Platforms whose messages arrive over a connection the bot holds (DingTalk Stream, Feishu
+        # long connection): a connection that looks open but delivers nothing is the failure to catch.
+        self.connection_up = Gauge(
+            "bot_platform_connection_up", "1 while the platform connection is open and answering.",
+            ("platform",), registry=r,
+        )
+        self.connection_standby = Gauge(
+            "bot_platform_connection_standby",
+            "1 while this replica waits because another replica holds the platform connection.",
+            ("platform",), registry=r,
+        )
+        self.connection_breaker_open = Gauge(
+            "bot_platform_connection_breaker_open",
+            "1 while reconnecting is paused after repeated failures or refused credentials.",
+            ("platform",), registry=r,
+        )
+        self.last_frame = Gauge(
+            "bot_platform_last_frame_timestamp_seconds",
+            "Unix time of the last frame (message, ping or pong) received on the platform connection.",
+            ("platform",), registry=r,
+        )
+        self.reconnects = Counter(
+            "bot_platform_reconnects", "Platform connections ended and opened again, by why they ended.",
+            ("platform", "reason"), registry=r,
+        )
         self.build_info = Info("bot_build", "Version of the running bot.", registry=r)
         self.build_info.info({"version": __version__})
         self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}

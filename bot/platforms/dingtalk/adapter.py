@@ -1,4 +1,4 @@
-"""DingTalk robot callbacks: verify the `sign`, parse the message, acknowledge, reply."""
+"""DingTalk robot messages, as signed HTTP callbacks or over the Stream connection: verify, parse, acknowledge, reply."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from bot.platforms.checks import json_object, secrets_match
 from bot.platforms.dingtalk.api import SESSION_GONE, DingTalkAPI, post_webhook, webhook_failure
 from bot.platforms.dingtalk.crypto import sign
 from bot.platforms.dingtalk.settings import DingTalkSettings
+from bot.platforms.dingtalk.stream import DingTalkStream
+from bot.platforms.longconn import LongConnection, open_connection
 
 log = logging.getLogger("bot.platforms.dingtalk")
 
@@ -35,7 +37,8 @@ SINGLE_CHAT = "1"
 
 
 class DingTalkAdapter:
-    """POST /dingtalk/callback: an enterprise-internal robot's outgoing messages."""
+    """POST /dingtalk/callback (webhook mode) or the Stream connection (stream mode): an
+    enterprise-internal robot's messages."""
 
     name = "dingtalk"
     routes = (Route("POST", "/dingtalk/callback"),)
@@ -45,6 +48,8 @@ class DingTalkAdapter:
         self.deps = deps
         self._secret = settings.app_secret.get_secret_value()
         self.api = DingTalkAPI(deps.http, settings.api_base, settings.app_key, self._secret, deps.clock)
+        self.stream: DingTalkStream | None = None
+        self.connection: LongConnection | None = None
 
     def verify(self, request: WebhookRequest) -> None:
         timestamp, presented = request.headers.get("timestamp"), request.headers.get("sign")
@@ -61,35 +66,55 @@ class DingTalkAdapter:
             raise WebhookRejected("bad_signature", "sign does not match", 401)
 
     def decode(self, request: WebhookRequest) -> Decoded:
-        body = json_object(request.body)
-        try:
-            message_id, chat_id = str(body["msgId"]), str(body["conversationId"])
-            if body.get("msgtype") != "text":
-                return Decoded("ignore")
-            text = body["text"]["content"]
-            if not isinstance(text, str):
-                raise TypeError
-        except (KeyError, TypeError):
-            raise WebhookRejected("malformed", "message is missing required fields") from None
-        staff_id = body.get("senderStaffId")
-        user_id = staff_id or body.get("senderId")
-        if not text.strip() or not user_id:
-            return Decoded("ignore")
-        handle = {
-            "conversation_type": str(body.get("conversationType", "")),
-            "conversation_id": chat_id,
-            "staff_id": staff_id,
-            "robot_code": body.get("robotCode"),
-            "session_webhook": body.get("sessionWebhook"),
-            "session_webhook_expires_ms": body.get("sessionWebhookExpiredTime"),
-        }
-        return Decoded("message", messages=[InboundMessage(
-            platform=self.name, message_id=message_id, chat_id=chat_id, user_id=str(user_id), text=text.strip(),
-            received_at=request.received_at, reply_handle=handle,
-        )])
+        return decode_message(json_object(request.body), request.received_at)
 
     def ack(self, request: WebhookRequest, decoded: Decoded) -> WebhookResponse:
         return ACK
+
+    async def start(self) -> None:
+        """In stream mode, hold the Stream connection (one replica at a time when Redis is shared)."""
+        if self.settings.mode != "stream":
+            return
+        self.stream = DingTalkStream(
+            self.deps.http, self.settings.api_base, self.settings.app_key, self._secret, self._on_stream_message,
+            ping_seconds=self.settings.silence_seconds / 3,
+        )
+        self.connection = open_connection(
+            self.name, self.stream.session, self.settings, self.deps,
+            lease_key=f"botwatch:connection:dingtalk:{self.settings.app_key}",
+        )
+        self.connection.start()
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+        if self.stream is not None:
+            await self.stream.close()
+
+    async def check(self) -> None:
+        """Ready in webhook mode; in stream mode while the connection is up (or held by another replica)."""
+        if self.connection is not None:
+            self.connection.check()
+
+    async def _on_stream_message(self, body: dict[str, Any]) -> bool:
+        try:
+            decoded = decode_message(body, self.deps.clock())
+        except WebhookRejected as exc:
+            # Acknowledged all the same: a frame that cannot be read would otherwise come back forever.
+            log.warning("dingtalk stream message skipped: %s", exc.message,
+                        extra={"labels.platform": self.name, "labels.reason": exc.reason})
+            if self.deps.metrics is not None:
+                self.deps.metrics.webhook_rejected.labels(self.name, exc.reason).inc()
+            return True
+        if decoded.kind != "message":
+            return True
+        try:
+            await self.deps.submit(self.name, decoded.messages)
+        except Exception as exc:
+            log.error("dingtalk stream message not queued (%s); left unacknowledged so DingTalk sends it again",
+                      type(exc).__name__, extra={"labels.platform": self.name})
+            return False
+        return True
 
     def format(self, reply: Reply) -> dict[str, Any]:
         """The session-webhook payload; the OpenAPI takes the same text as `sampleText`."""
@@ -154,3 +179,32 @@ class DingTalkAdapter:
                         extra={"labels.platform": self.name})
             return None
         return raw
+
+
+def decode_message(body: dict[str, Any], received_at: float) -> Decoded:
+    """The robot message body (HTTP callback or Stream frame `data`) as a neutral message."""
+    try:
+        message_id, chat_id = str(body["msgId"]), str(body["conversationId"])
+        if body.get("msgtype") != "text":
+            return Decoded("ignore")
+        text = body["text"]["content"]
+        if not isinstance(text, str):
+            raise TypeError
+    except (KeyError, TypeError):
+        raise WebhookRejected("malformed", "message is missing required fields") from None
+    staff_id = body.get("senderStaffId")
+    user_id = staff_id or body.get("senderId")
+    if not text.strip() or not user_id:
+        return Decoded("ignore")
+    handle = {
+        "conversation_type": str(body.get("conversationType", "")),
+        "conversation_id": chat_id,
+        "staff_id": staff_id,
+        "robot_code": body.get("robotCode"),
+        "session_webhook": body.get("sessionWebhook"),
+        "session_webhook_expires_ms": body.get("sessionWebhookExpiredTime"),
+    }
+    return Decoded("message", messages=[InboundMessage(
+        platform="dingtalk", message_id=message_id, chat_id=chat_id, user_id=str(user_id), text=text.strip(),
+        received_at=received_at, reply_handle=handle,
+    )])

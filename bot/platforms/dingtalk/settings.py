@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import SecretStr, field_validator
 
-from bot.platforms.base import PlatformSettings, RateLimits
+from bot.platforms.base import RateLimits
+from bot.platforms.longconn import LongConnectionSettings
 from servicekit.settings import split_csv
 
 
-class DingTalkSettings(PlatformSettings):
+class DingTalkSettings(LongConnectionSettings):
     """DINGTALK_APP_KEY, DINGTALK_APP_SECRET, DINGTALK_ROBOT_CODE, DINGTALK_API_BASE, DINGTALK_SESSION_WEBHOOK_HOSTS,
-    DINGTALK_OUTBOUND_LIMIT."""
+    DINGTALK_OUTBOUND_LIMIT, DINGTALK_MODE and, in stream mode, the long-connection fields
+    (DINGTALK_SILENCE_SECONDS, DINGTALK_RECONNECT_BASE_SECONDS, ...)."""
 
     app_key: str
     app_secret: SecretStr
@@ -22,6 +26,9 @@ class DingTalkSettings(PlatformSettings):
     session_webhook_hosts: tuple[str, ...] = ("oapi.dingtalk.com", "api.dingtalk.com")
     # What one robot may send into one conversation: past 20 a minute DingTalk throttles it for 10 minutes.
     outbound_limit: RateLimits = "20/minute"
+    # webhook: DingTalk posts to /dingtalk/callback. stream: the bot holds a Stream connection
+    # (opened through DINGTALK_API_BASE), so it needs no public address.
+    mode: Literal["webhook", "stream"] = "webhook"
 
     @field_validator("api_base")
     @classmethod
@@ -33,3 +40,8 @@ class DingTalkSettings(PlatformSettings):
     def _hosts_from_csv(cls, value: object) -> object:
         hosts = split_csv(value)
         return tuple(host.lower() for host in hosts) if isinstance(hosts, list | tuple) else hosts
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value

@@ -17,7 +17,8 @@ plugin = PlatformPlugin(
     name=FeishuAdapter.name,
     env_prefix="FEISHU_",
     settings_type=FeishuSettings,
-    required=("app_id", "app_secret", "verification_token"),
+    # The verification token is also required, but only in webhook mode (see FeishuSettings).
+    required=("app_id", "app_secret"),
     routes=FeishuAdapter.routes,
     create=FeishuAdapter,
     group_robot=_group_robot,

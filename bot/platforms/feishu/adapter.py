@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Sequence
@@ -16,6 +17,10 @@ from bot.platforms.checks import json_object, require_fresh, secrets_match
 from bot.platforms.feishu.api import FeishuAPI
 from bot.platforms.feishu.crypto import DecryptError, callback_signature, decrypt
 from bot.platforms.feishu.settings import FeishuSettings
+from bot.platforms.feishu.websocket import ClientConfig, FeishuWebSocket
+from bot.platforms.longconn import LongConnection, open_connection
+
+log = logging.getLogger("bot.platforms.feishu")
 
 ACK = WebhookResponse(body=b'{"msg":"success"}')
 # Placeholders Feishu puts in the text for each @-mention ("@_user_1"); the names live in `mentions`.
@@ -36,7 +41,8 @@ def strip_mentions(text: str, keys: list[str]) -> str:
 
 
 class FeishuAdapter:
-    """POST /feishu/event: schema 2.0 events (and v1 `message` events) of one Feishu or Lark app."""
+    """POST /feishu/event (webhook mode) or the long connection (websocket mode): schema 2.0 events
+    (and, over webhooks, v1 `message` events) of one Feishu or Lark app."""
 
     name = "feishu"
     routes = (Route("POST", "/feishu/event"),)
@@ -44,11 +50,14 @@ class FeishuAdapter:
     def __init__(self, settings: FeishuSettings, deps: PlatformDeps) -> None:
         self.settings = settings
         self.deps = deps
-        self._token = settings.verification_token.get_secret_value()
+        # None in websocket mode without a token: then every webhook callback is refused as bad_token.
+        self._token = settings.verification_token.get_secret_value() if settings.verification_token else None
         self._encrypt_key = settings.encrypt_key.get_secret_value() if settings.encrypt_key else None
         self.api = FeishuAPI(
             deps.http, settings.api_base, settings.app_id, settings.app_secret.get_secret_value(), deps.clock
         )
+        self.websocket: FeishuWebSocket | None = None
+        self.connection: LongConnection | None = None
 
     def verify(self, request: WebhookRequest) -> None:
         """Check X-Lark-Signature and its timestamp when present.
@@ -97,6 +106,64 @@ class FeishuAdapter:
     def ack(self, request: WebhookRequest, decoded: Decoded) -> WebhookResponse:
         return ACK
 
+    async def start(self) -> None:
+        """In websocket mode, hold the long connection (every replica holds its own: see docs)."""
+        if self.settings.mode != "websocket":
+            return
+        self.websocket = FeishuWebSocket(
+            self.deps.http, self.settings.api_base, self.settings.app_id,
+            self.settings.app_secret.get_secret_value(), self._on_event,
+            max_ping_seconds=self.settings.silence_seconds / 3, on_config=self._honour,
+        )
+        # Feishu pushes each event to one of an app's connections (up to 50), never to all of them,
+        # so replicas need no lease: each holds a connection and de-duplication covers re-pushes.
+        self.connection = open_connection(self.name, self.websocket.session, self.settings, self.deps)
+        self.connection.start()
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+
+    async def check(self) -> None:
+        """Ready in webhook mode; in websocket mode while the long connection is up."""
+        if self.connection is not None:
+            self.connection.check()
+
+    def _honour(self, config: ClientConfig) -> None:
+        """Feishu's reconnect settings: a random wait up to the nonce first, the interval as the longest
+        wait, and the count as the failures in a row before the breaker pauses attempts."""
+        if self.connection is None:
+            return
+        policy = self.connection.policy
+        if config.reconnect_nonce is not None and config.reconnect_nonce >= 0:
+            policy.first_jitter = config.reconnect_nonce
+        if config.reconnect_interval is not None and config.reconnect_interval > 0:
+            policy.ceiling = config.reconnect_interval
+            policy.base = min(policy.base, config.reconnect_interval)
+        if config.reconnect_count is not None and config.reconnect_count > 0:
+            policy.breaker_failures = config.reconnect_count
+
+    async def _on_event(self, payload: bytes) -> bool:
+        try:
+            # Plain JSON over the long connection; decrypted too, should an Encrypt Key apply to it.
+            decoded = _event(self._plaintext(payload), self.deps.clock())
+        except WebhookRejected as exc:
+            # Answered all the same: an event that cannot be read would otherwise come back forever.
+            log.warning("feishu long-connection event skipped: %s", exc.message,
+                        extra={"labels.platform": self.name, "labels.reason": exc.reason})
+            if self.deps.metrics is not None:
+                self.deps.metrics.webhook_rejected.labels(self.name, exc.reason).inc()
+            return True
+        if decoded.kind != "message":
+            return True
+        try:
+            await self.deps.submit(self.name, decoded.messages)
+        except Exception as exc:
+            log.error("feishu event not queued (%s); answered 500 so Feishu pushes it again",
+                      type(exc).__name__, extra={"labels.platform": self.name})
+            return False
+        return True
+
     def format(self, reply: Reply) -> dict[str, Any]:
         return {
             "msg_type": "text",
@@ -129,7 +196,7 @@ class FeishuAdapter:
         return json_object(plaintext)
 
     def _check_token(self, presented: object) -> None:
-        if not isinstance(presented, str) or not secrets_match(presented, self._token):
+        if self._token is None or not isinstance(presented, str) or not secrets_match(presented, self._token):
             raise WebhookRejected("bad_token", "verification token does not match", 401)
 
 
@@ -165,3 +232,16 @@ def _message_v1(event_uuid: str, event: dict[str, Any], received_at: float) -> D
         platform=FeishuAdapter.name, message_id=event_uuid, chat_id=handle["chat_id"], user_id=str(event["open_id"]),
         text=text, received_at=received_at, reply_handle=handle,
     )])
+
+
+def _event(payload: dict[str, Any], received_at: float) -> Decoded:
+    """A long-connection event (schema 2.0, plaintext: the channel itself is authenticated)."""
+    header = payload.get("header")
+    if not isinstance(header, dict):
+        raise WebhookRejected("malformed", "event has no header")
+    try:
+        if header.get("event_type") == "im.message.receive_v1":
+            return _message_v2(str(header["event_id"]), payload["event"], received_at)
+    except (KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
+        raise WebhookRejected("malformed", "event is missing required fields") from None
+    return Decoded("ignore")

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr, field_validator
+from typing import Literal
 
-from bot.platforms.base import PlatformSettings, RateLimits
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+from bot.platforms.base import RateLimits
+from bot.platforms.longconn import LongConnectionSettings
 
 
-class FeishuSettings(PlatformSettings):
+class FeishuSettings(LongConnectionSettings):
     """FEISHU_APP_ID, FEISHU_APP_SECRET, FEISHU_VERIFICATION_TOKEN, FEISHU_ENCRYPT_KEY, FEISHU_API_BASE,
-    FEISHU_OUTBOUND_CHAT_LIMIT, FEISHU_OUTBOUND_APP_LIMIT."""
+    FEISHU_OUTBOUND_CHAT_LIMIT, FEISHU_OUTBOUND_APP_LIMIT, FEISHU_MODE and, in websocket mode, the
+    long-connection fields (FEISHU_SILENCE_SECONDS, FEISHU_RECONNECT_BASE_SECONDS, ...)."""
 
     app_id: str
     app_secret: SecretStr
-    verification_token: SecretStr
+    # webhook: Feishu posts events to /feishu/event. websocket: the bot holds a long connection
+    # (its endpoint fetched from FEISHU_API_BASE), so it needs no public address.
+    mode: Literal["webhook", "websocket"] = "webhook"
+    # Checks webhook callbacks; events over the long connection come on an authenticated channel.
+    verification_token: SecretStr | None = Field(None, validate_default=True)
     # Optional in the console; when set, callbacks are encrypted and signed with it.
     encrypt_key: SecretStr | None = None
     # Lark (the international edition) is https://open.larksuite.com.
@@ -27,3 +35,15 @@ class FeishuSettings(PlatformSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("verification_token")
+    @classmethod
+    def _required_for_webhooks(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None and info.data.get("mode", "webhook") == "webhook":
+            raise ValueError("required in webhook mode (FEISHU_MODE=webhook)")
+        return value
