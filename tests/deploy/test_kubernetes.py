@@ -362,7 +362,10 @@ def test_the_backlog_trigger_reads_the_stream_the_bot_writes(keda_rendered: list
     # Without consumerGroup the scaler reads XLEN, which (entries are deleted when released) is the backlog.
     assert "consumerGroup" not in trigger["metadata"]
     per_pod = int(trigger["metadata"]["streamLength"])
-    assert per_pod == 2 * load_bot_settings(config(keda_rendered)).bot_workers
+    concurrency = load_bot_settings(config(keda_rendered)).model_concurrency
+    assert per_pod == concurrency
+    (in_flight,) = [t for t in one(keda_rendered, "ScaledObject")["spec"]["triggers"] if t["name"] == "model-in-flight"]
+    assert int(in_flight["metadata"]["threshold"]) == concurrency * 3 // 4
     queries = {t["name"]: t["metadata"]["query"] for t in one(keda_rendered, "ScaledObject")["spec"]["triggers"]
                if t["type"] == "prometheus"}
     assert queries == {"queue-age": 'max(bot_queue_oldest_age_seconds{queue="inbound"})',

@@ -38,8 +38,12 @@ class Stack:
             Process("telegram", python_module("tests.support.reply_load", "telegram", str(ports["telegram"])), {},
                     workdir),
         ]
-        self.started[0].wait_http(self.model + "/stats")
-        self.started[1].wait_http(self.telegram + "/health")
+        try:
+            self.started[0].wait_http(self.model + "/stats")
+            self.started[1].wait_http(self.telegram + "/health")
+        except BaseException:
+            self.stop()  # a stand-in that failed to start must not leave the other running
+            raise
 
     def start_bot(self, env: dict[str, str]) -> tuple[Process, str]:
         port = free_port()

@@ -23,6 +23,15 @@ from aiohttp import web
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
+
+async def _no_models(_: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": []})
+
+
+async def _ok(_: web.Request) -> web.Response:
+    return web.Response(text="OK")
+
+
 class ModelStandIn:
     """An OpenAI-compatible endpoint with a fixed latency; optionally refusing with 429 above a concurrency."""
 
@@ -242,11 +251,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-async def _no_models(_: web.Request) -> web.Response:
-    return web.json_response({"object": "list", "data": []})
-
-
-async def _ok(_: web.Request) -> web.Response:
-    return web.Response(text="OK")

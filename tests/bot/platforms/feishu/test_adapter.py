@@ -222,6 +222,9 @@ def _rejects() -> list[Any]:
         pytest.param(*_signed(orjson.dumps({"encrypt": encrypt(message, key="another key")})), 400,
                      "decrypt_failed", True, id="encrypted with another key"),
         pytest.param(*_signed(truncated), 400, "decrypt_failed", True, id="truncated ciphertext"),
+        # What a wrong key yields when its padding happens to check out (about 1 in 256): noise.
+        pytest.param(*_signed(orjson.dumps({"encrypt": encrypt(b"\xfc\x83 noise")})), 400, "decrypt_failed", True,
+                     id="decrypts to noise"),
         pytest.param(*_signed(b'{"encrypt": 42}'), 400, "decrypt_failed", True, id="encrypt is not a string"),
         pytest.param(*_signed(b"{not json"), 400, "malformed", True, id="not JSON"),
         pytest.param(*_signed(b"[1, 2]"), 400, "malformed", True, id="not an object"),
