@@ -15,7 +15,7 @@ from monitoring.expressions import all_expressions, expand_variables
 from tests.bot.platforms.connection_bots import ConnectionBots
 from tests.bot.platforms.dingtalk.stream_gateway import DingTalkStreamGateway
 from tests.bot.platforms.dingtalk.test_stream import stream_env
-from tests.monitoring.test_truth import _needs_long_connection
+from tests.monitoring.test_panels_and_rules_on_live_prometheus import _needs_long_connection
 from tests.support.bots import eventually
 from tests.support.prometheus_server import PrometheusServer
 from tests.support.services import require_binary

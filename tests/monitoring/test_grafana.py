@@ -1,7 +1,7 @@
 """The generated dashboards against Grafana's own published schema (@grafana/schema, tsc), at the
 schema version Grafana writes today so it loads them without migrating; and the provisioned data
 sources that join metrics, traces and logs. Grafana itself cannot run here; the numbers the panels
-show are proven against a real Prometheus in test_truth.py."""
+show are proven against a real Prometheus in test_panels_and_rules_on_live_prometheus.py and test_truth_numbers.py."""
 
 from __future__ import annotations
 
