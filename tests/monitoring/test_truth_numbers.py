@@ -9,6 +9,7 @@ different number here and fails, where a "returns data" check would pass.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import Counter
@@ -29,7 +30,8 @@ from tests.support.services import require_binary
 pytestmark = pytest.mark.slow
 
 TELEGRAM = {"TELEGRAM_BOT_TOKEN": "123456:numbers", "TELEGRAM_SECRET_TOKEN": "numbers_secret"}
-# Every request but the greedy caller's has its own key, so only the greedy one is refused.
+# Every request but the greedy caller's has its own valid key (the sidecar knows their digests, as it
+# would know a deployment's keys), so only the greedy one is refused.
 RATE_LIMITS = """
 rules:
   - {name: greedy_client, routes: [/api/v1/chat], key: api_key, limits: [2/minute]}
@@ -44,6 +46,18 @@ SAMPLED_SECONDS = 15.0
 RELATIVE_TOLERANCE = 0.05
 
 OK, MISTAKES, FAILURES, GREEDY, CALLBACKS = 240, 24, 20, 14, 8
+ROUNDS = (1000, 5000)  # the first update id of each traffic() round (births, then the counted load)
+
+
+def chat_keys(first_update: int) -> list[str]:
+    """The API keys one traffic() round presents: one per call, and the greedy caller's."""
+    return ([f"k{first_update}-{i}" for i in range(OK)] + [f"m{first_update}-{i}" for i in range(MISTAKES)]
+            + [f"f{first_update}-{i}" for i in range(FAILURES)] + ["greedy"])
+
+
+def key_digests() -> str:
+    keys = {key for first in ROUNDS for key in chat_keys(first)}
+    return ",".join(sorted(hashlib.sha256(key.encode()).hexdigest() for key in keys))
 
 
 @dataclass
@@ -81,7 +95,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     def sidecar(port: str, admin: str, upstream: str) -> dict[str, str]:
         return {"SIDECAR_PORT": str(ports[port]), "SIDECAR_ADMIN_PORT": str(ports[admin]),
-                "SIDECAR_UPSTREAM": upstream, "SIDECAR_RATE_LIMITS": str(rules), "SIDECAR_PROBE_INTERVAL": "0.2"}
+                "SIDECAR_UPSTREAM": upstream, "SIDECAR_RATE_LIMITS": str(rules), "SIDECAR_PROBE_INTERVAL": "0.2",
+                "SIDECAR_API_KEY_HASHES": key_digests()}
 
     try:
         telegram_api = f"http://127.0.0.1:{ports['tg']}"
@@ -184,10 +199,10 @@ def close(actual: float, expected: float) -> bool:
 @pytest.fixture(scope="module")
 def measured(stack: Stack) -> Seen:
     """Births first (a counter's first sample only starts its series), then the counted load."""
-    births = asyncio.run(traffic(stack, 1, 1000))
+    births = asyncio.run(traffic(stack, 1, ROUNDS[0]))
     settle(stack.prometheus, births)
     born = time.monotonic()
-    load = asyncio.run(traffic(stack, 1, 5000))
+    load = asyncio.run(traffic(stack, 1, ROUNDS[1]))
     total = Seen()
     total.add(births)
     total.add(load)
