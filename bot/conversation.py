@@ -7,6 +7,7 @@ from contextlib import nullcontext
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Tracer
+from prometheus_client import Histogram
 
 from bot.backends.base import ModelBackend
 from bot.errors import BackendError
@@ -68,13 +69,32 @@ class Conversation:
             try:
                 completion = await self.backend.complete(prompt)
             except BackendError as exc:
-                self.metrics.model_requests.labels(name, exc.code).inc()
-                self._duration.observe(time.perf_counter() - started)
+                failed = exc.backend or name
+                if span is not None:
+                    span.set_attribute("model.backend", failed)
+                self.metrics.model_requests.labels(failed, exc.code).inc()
+                self._duration_of(failed).observe(time.perf_counter() - started)
                 raise
             finally:
                 self._in_flight.dec()
-            self._duration.observe(time.perf_counter() - started, exemplar())
-            self._ok.inc()
-            self._prompt_tokens.inc(completion.prompt_tokens)
-            self._completion_tokens.inc(completion.completion_tokens)
+            answered = completion.backend or name
+            if span is not None:
+                span.set_attribute("model.backend", answered)
+            self._record_success(answered, time.perf_counter() - started, completion)
             return completion
+
+    def _duration_of(self, backend: str) -> Histogram:
+        return self._duration if backend == self.backend.name else self.metrics.model_duration.labels(backend)
+
+    def _record_success(self, backend: str, seconds: float, completion: Completion) -> None:
+        """Time, count and the tokens of an answer, under the backend that gave it."""
+        if backend == self.backend.name:
+            ok, prompt_tokens, completion_tokens = self._ok, self._prompt_tokens, self._completion_tokens
+        else:
+            ok = self.metrics.model_requests.labels(backend, "success")
+            prompt_tokens = self.metrics.model_tokens.labels(backend, "prompt")
+            completion_tokens = self.metrics.model_tokens.labels(backend, "completion")
+        self._duration_of(backend).observe(seconds, exemplar())
+        ok.inc()
+        prompt_tokens.inc(completion.prompt_tokens)
+        completion_tokens.inc(completion.completion_tokens)

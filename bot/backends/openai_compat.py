@@ -19,6 +19,8 @@ from servicekit.retry_after import parse_retry_after
 
 log = logging.getLogger("bot.backends")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# Refusals of the request itself (too long, malformed): no other endpoint would take it either.
+REQUEST_FAULTS = frozenset({400, 413, 422})
 
 
 def estimate_tokens(text: str) -> int:
@@ -50,6 +52,7 @@ class OpenAICompatBackend:
         api_key: str | None,
         model: str,
         *,
+        name: str = "openai_compat",
         max_token_limit: int = 2048,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
@@ -57,6 +60,7 @@ class OpenAICompatBackend:
         retry_max_delay: float = 8.0,
         breaker: CircuitBreaker | None = None,
     ) -> None:
+        self.name = name
         base = endpoint.rstrip("/")
         self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
         self.models_url = self.url.rsplit("/chat/completions", 1)[0] + "/models"
@@ -159,7 +163,9 @@ def _status_error(status: int, retry_after_header: str | None) -> BackendError:
         return BackendUnavailable("model endpoint is rate limiting", retry_after, retryable=retryable, rate_limited=True)
     if status in (502, 503, 504):
         return BackendUnavailable(f"model endpoint answered HTTP {status}", retry_after, retryable=retryable)
-    return BackendBadResponse(f"model endpoint answered HTTP {status}", retryable=retryable)
+    return BackendBadResponse(
+        f"model endpoint answered HTTP {status}", retryable=retryable, blames_request=status in REQUEST_FAULTS,
+    )
 
 
 def _parse_completion(raw: bytes) -> Completion:

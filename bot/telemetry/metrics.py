@@ -78,6 +78,10 @@ class BotMetrics:
         self.model_tokens = Counter(
             "bot_model_tokens", "Tokens used, by kind (prompt or completion).", ("backend", "kind"), registry=r,
         )
+        self.model_failovers = Counter(
+            "bot_model_failovers", "Model calls passed on to the next endpoint after this one failed.",
+            ("backend",), registry=r,
+        )
         self.model_circuit_open = Gauge(
             "bot_model_circuit_open", "1 while the model circuit breaker is open.", ("backend",), registry=r,
         )
