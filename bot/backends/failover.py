@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 
 from opentelemetry import trace
 
-from bot.backends.base import ModelBackend
-from bot.errors import BackendError, BackendUnavailable
+from bot.backends.base import ModelBackend, StreamItem, stream_answer
+from bot.errors import BackendBadResponse, BackendError, BackendUnavailable
 from bot.messages import Completion, Turn
 
 # Told about every endpoint that failed and was passed over (its name, the error), for the metrics.
@@ -73,6 +73,37 @@ class FailoverBackend:
             self._failed_at.pop(backend.name, None)
             self._report(failures)
             return replace(completion, backend=backend.name)
+        raise self._give_up(failures)
+
+    async def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamItem]:
+        """Stream from the first backend that starts answering; once text flowed, a failure is final."""
+        failures: list[tuple[ModelBackend, BackendError]] = []
+        for backend in self.order():
+            started = False
+            try:
+                async for item in stream_answer(backend, turns):
+                    if isinstance(item, Completion):
+                        self._failed_at.pop(backend.name, None)
+                        self._report(failures)
+                        yield replace(item, backend=backend.name)
+                        return
+                    if not started:
+                        started = True
+                        self._report(failures)
+                        failures = []
+                    yield item
+            except BackendError as exc:
+                exc.backend = backend.name
+                if exc.blames_request:
+                    self._report(failures)
+                    raise
+                self._failed_at[backend.name] = self._clock()
+                if started:
+                    # Half an answer was already handed out: another model's answer cannot continue it.
+                    raise
+                failures.append((backend, exc))
+                continue
+            raise BackendBadResponse("model stream ended without its completion")
         raise self._give_up(failures)
 
     def _report(self, failures: list[tuple[ModelBackend, BackendError]]) -> None:
