@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from typing import Protocol, runtime_checkable
 
 from bot.messages import Completion, Turn
@@ -35,7 +36,7 @@ StreamItem = str | Completion
 class StreamingBackend(ModelBackend, Protocol):
     """A backend that can hand out its answer while it is still being written."""
 
-    def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamItem]:
+    def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamItem, None]:
         """Yield non-empty pieces of the answer as they come, then one Completion with the whole text.
 
         Retries (and failover) happen only before the first piece; a failure after it raises
@@ -44,11 +45,12 @@ class StreamingBackend(ModelBackend, Protocol):
         ...
 
 
-async def stream_answer(backend: ModelBackend, turns: Sequence[Turn]) -> AsyncIterator[StreamItem]:
+async def stream_answer(backend: ModelBackend, turns: Sequence[Turn]) -> AsyncGenerator[StreamItem, None]:
     """Stream from any backend: one that cannot stream yields its whole answer as one piece."""
     if isinstance(backend, StreamingBackend):
-        async for item in backend.stream(turns):
-            yield item
+        async with aclosing(backend.stream(turns)) as stream:
+            async for item in stream:
+                yield item
         return
     completion = await backend.complete(turns)
     if completion.text:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import replace
 
 from opentelemetry import trace
@@ -75,23 +76,24 @@ class FailoverBackend:
             return replace(completion, backend=backend.name)
         raise self._give_up(failures)
 
-    async def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamItem]:
+    async def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamItem, None]:
         """Stream from the first backend that starts answering; once text flowed, a failure is final."""
         failures: list[tuple[ModelBackend, BackendError]] = []
         for backend in self.order():
             started = False
             try:
-                async for item in stream_answer(backend, turns):
-                    if isinstance(item, Completion):
-                        self._failed_at.pop(backend.name, None)
-                        self._report(failures)
-                        yield replace(item, backend=backend.name)
-                        return
-                    if not started:
-                        started = True
-                        self._report(failures)
-                        failures = []
-                    yield item
+                async with aclosing(stream_answer(backend, turns)) as stream:
+                    async for item in stream:
+                        if isinstance(item, Completion):
+                            self._failed_at.pop(backend.name, None)
+                            self._report(failures)
+                            yield replace(item, backend=backend.name)
+                            return
+                        if not started:
+                            started = True
+                            self._report(failures)
+                            failures = []
+                        yield item
             except BackendError as exc:
                 exc.backend = backend.name
                 if exc.blames_request:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,7 +113,7 @@ class OpenAICompatBackend:
             self.breaker.record_success()
             return completion
 
-    async def stream(self, turns: Sequence[Turn]) -> AsyncIterator[StreamItem]:
+    async def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamItem, None]:
         """Ask for `stream: true` and hand out the answer as its chunks arrive."""
         if not self.breaker.allow():
             raise BackendUnavailable("model circuit is open", retry_after=self.breaker.retry_after())
