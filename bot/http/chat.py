@@ -82,7 +82,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
         raise PayloadInvalid("message must not be empty")
     if len(message) > settings.bot_max_message_chars:
         raise MessageTooLong(f"message is over {settings.bot_max_message_chars} characters")
-    stream = body.get("stream", False)
+    stream = body.get("stream")
+    if stream is None:
+        stream = False  # null counts as not given, as for the ids
     if not isinstance(stream, bool):
         raise PayloadInvalid("stream must be true or false")
     key, session_id = conversation_of(scope, optional_id(body, "user_id"), optional_id(body, "session_id"))
