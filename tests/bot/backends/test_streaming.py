@@ -87,18 +87,19 @@ async def test_errors_before_the_first_token_are_retried(http, aiohttp_server) -
 
 
 async def test_a_slow_first_token_times_out_and_is_retried(http, aiohttp_server) -> None:  # type: ignore[no-untyped-def]
-    fake, url = await model_at(aiohttp_server, first_token_delay=0.6)
+    fake, url = await model_at(aiohttp_server, first_token_delay=5.0)
     started = time.monotonic()
     with pytest.raises(BackendTimeout):
         await collect(backend_for(http, url, timeout=0.2, max_retries=1).stream(PROMPT))
     assert len(fake.requests) == 2
-    assert time.monotonic() - started < 1.0
+    # Two attempts cut at 0.2 s each, far from the 5 s the model would have taken for one.
+    assert time.monotonic() - started < 3.0
 
 
 async def test_a_long_answer_that_keeps_coming_is_not_cut_by_the_timeout(http, aiohttp_server) -> None:  # type: ignore[no-untyped-def]
-    # Six chunks 0.1 s apart: 0.6 s in all, over the 0.3 s timeout, no gap near it.
-    _, url = await model_at(aiohttp_server, chunk_delay=0.1)
-    _, completion = await collect(backend_for(http, url, timeout=0.3).stream(PROMPT))
+    # Six chunks 0.15 s apart: 0.9 s in all, over the 0.6 s timeout, no gap near it.
+    _, url = await model_at(aiohttp_server, chunk_delay=0.15)
+    _, completion = await collect(backend_for(http, url, timeout=0.6).stream(PROMPT))
     assert completion.text == ANSWER
 
 

@@ -135,3 +135,17 @@ async def test_a_caller_hanging_up_mid_stream_stores_no_turn_and_ends_the_model_
     assert await settled(), "the model call ended and the hang-up was counted as 499"
     resp = await client.post("/api/v1/chat", json={"message": "again", "session_id": "s2"})
     assert (await resp.json())["reply"] == "model reply 1: again"
+
+
+async def test_first_token_histograms_show_the_first_words_not_the_whole_answer(
+    make_client: MakeClient, aiohttp_server: Any, registry: Any
+) -> None:
+    # First token after 0.3 s, then four more chunks 0.25 s apart: the whole answer takes over 1.3 s.
+    _, env = await model_env(aiohttp_server, first_token_delay=0.3, chunk_delay=0.25)
+    client = await make_client(env)
+    resp = await client.post("/api/v1/chat", json={"message": "a b", "stream": True})
+    assert (await all_events(resp))[-1][0] == "done"
+    model_first = sample(registry, "bot_model_first_token_seconds_sum", backend="openai_compat")
+    api_first = sample(registry, "bot_first_token_seconds_sum", platform="api")
+    whole = sample(registry, "bot_model_duration_seconds_sum", backend="openai_compat")
+    assert 0.3 <= model_first <= api_first < 1.0 <= whole
