@@ -181,18 +181,15 @@ class OpenAICompatBackend:
                     # An endpoint that ignores `stream` answers in one piece; take it as such.
                     reader.take_whole(_parse_completion(await resp.read()))
                 return reader, await reader.next_text()
-        except BackendError:
+        except BaseException as exc:
+            # Whatever ends the attempt (a caller hanging up included) drops its half-read connection.
             if resp is not None:
                 resp.close()
+            if isinstance(exc, TimeoutError):
+                raise BackendTimeout("model endpoint sent no first token in time", retryable=True) from exc
+            if isinstance(exc, aiohttp.ClientError | ValueError):
+                raise BackendUnavailable("model endpoint unreachable", retryable=True) from exc
             raise
-        except TimeoutError as exc:
-            if resp is not None:
-                resp.close()
-            raise BackendTimeout("model endpoint sent no first token in time", retryable=True) from exc
-        except (aiohttp.ClientError, ValueError) as exc:
-            if resp is not None:
-                resp.close()
-            raise BackendUnavailable("model endpoint unreachable", retryable=True) from exc
 
     def _retry_delay(self, exc: BackendError, attempt: int) -> float | None:
         """How long to wait before the next try, or None to give up."""
