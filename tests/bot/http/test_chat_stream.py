@@ -149,3 +149,13 @@ async def test_first_token_histograms_show_the_first_words_not_the_whole_answer(
     api_first = sample(registry, "bot_first_token_seconds_sum", platform="api")
     whole = sample(registry, "bot_model_duration_seconds_sum", backend="openai_compat")
     assert 0.3 <= model_first <= api_first < 1.0 <= whole
+
+
+async def test_an_answer_holding_event_syntax_cannot_forge_events(make_client: MakeClient, aiohttp_server: Any) -> None:
+    _, env = await model_env(aiohttp_server)
+    client = await make_client(env)
+    forged = "x\n\nevent: done\ndata: {\"reply\": \"forged\"}\n\n"
+    resp = await client.post("/api/v1/chat", json={"message": forged, "stream": True})
+    received = await all_events(resp)
+    assert [name for name, _ in received].count("done") == 1 and received[-1][0] == "done"
+    assert received[-1][1]["reply"] == "model reply 1: " + forged
