@@ -12,6 +12,7 @@ SUITES = {
     "webhooks": "signed platform callbacks: ACK latency against each platform's deadline",
     "sidecar": "the sidecar against nginx in front of the same upstream",
     "slowclients": "1,100 slow-body or slow-header connections from one address: a normal client's 200 share, sidecar and nginx",
+    "stream": "streamed answers: time to first event through the sidecar and the bot vs the model's first token",
     "capacity": "the request rate where the stack stops meeting slo.yaml",
     "replies": "platform replies under load (RATE:LATENCY:SECONDS rows): replies/s, reply p50/p99, model calls in flight",
     "soak": "a long steady run watching memory and descriptors (SOAK_SECONDS, default 600; SOAK_RATE, default 40)",

@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(os.environ)
         check_paths(settings)
+        settings.model_fallbacks  # noqa: B018 - a fallback list that does not line up is refused here
         platforms = load_platforms(os.environ)
     except ConfigError as exc:
         print(f"botwatch: {exc.message}", file=sys.stderr)

@@ -16,6 +16,7 @@ from bot import __version__
 from bot.backends.base import ModelBackend
 from bot.backends.builtin import BuiltinBackend
 from bot.backends.circuit import CircuitBreaker
+from bot.backends.failover import FailoverBackend
 from bot.backends.openai_compat import OpenAICompatBackend
 from bot.conversation import Conversation
 from bot.delivery.base import InboundQueue
@@ -24,7 +25,7 @@ from bot.delivery.retry import RetryPolicy
 from bot.delivery.shaping import OutboundShaper
 from bot.delivery.store import open_inbound_queue
 from bot.delivery.worker import DeliveryWorkers
-from bot.errors import ConfigError
+from bot.errors import BackendError, ConfigError
 from bot.health import Readiness
 from bot.http.limits import body_deadline_middleware
 from bot.http.middlewares import error_middleware, request_id_middleware, telemetry_middleware
@@ -75,6 +76,7 @@ def create_app(
 ) -> web.Application:
     """Build the bot; tests pass their own platforms, backend, stores or metrics registry."""
     platforms = dict(platforms or {})
+    settings.model_fallbacks  # noqa: B018 - a fallback list that does not line up fails here, at start-up
     # Telemetry (outermost, so every answer is counted) also assigns the request id; without it
     # a lighter middleware does only that.
     middlewares: list[Middleware] = [
@@ -196,21 +198,37 @@ def _model_backend(given: ModelBackend | None) -> CleanupCtx:
                 raise_for_status=False,
             )
             app[model_http_client_key] = model_http
-            backend = OpenAICompatBackend(
-                model_http,
-                settings.model_endpoint,
-                api_key,
-                settings.model_name,
-                max_token_limit=settings.max_token_limit,
-                timeout=settings.model_timeout,
-                connect_timeout=settings.model_connect_timeout,
-                max_retries=settings.model_max_retries,
-                retry_max_delay=settings.model_retry_max_delay,
-                breaker=CircuitBreaker(settings.model_breaker_failures, settings.model_breaker_reset),
-            )
+            metrics = app[metrics_key]
+            chain: list[OpenAICompatBackend] = []
+            endpoints = [(settings.model_endpoint, api_key, settings.model_name), *settings.model_fallbacks]
+            for index, (endpoint, key, model_name) in enumerate(endpoints):
+                endpoint_backend = OpenAICompatBackend(
+                    model_http,
+                    endpoint,
+                    key,
+                    model_name,
+                    name="openai_compat" if index == 0 else f"fallback_{index}",
+                    max_token_limit=settings.max_token_limit,
+                    timeout=settings.model_timeout,
+                    connect_timeout=settings.model_connect_timeout,
+                    max_retries=settings.model_max_retries,
+                    retry_max_delay=settings.model_retry_max_delay,
+                    breaker=CircuitBreaker(settings.model_breaker_failures, settings.model_breaker_reset),
+                )
+                breaker = endpoint_backend.breaker
+                metrics.model_circuit_open.labels(endpoint_backend.name).set_function(
+                    lambda breaker=breaker: float(breaker.is_open)  # type: ignore[misc]
+                )
+                chain.append(endpoint_backend)
+            if len(chain) == 1:
+                backend = chain[0]
+            else:
+                def passed_over(name: str, exc: BackendError) -> None:
+                    metrics.model_requests.labels(name, exc.code).inc()
+                    metrics.model_failovers.labels(name).inc()
+
+                backend = FailoverBackend(chain, cooldown=settings.model_fallback_cooldown, on_failover=passed_over)
             app[readiness_key].add("model", backend.check)
-            breaker = backend.breaker
-            app[metrics_key].model_circuit_open.labels(backend.name).set_function(lambda: float(breaker.is_open))
         else:
             backend = BuiltinBackend()
         app[backend_key] = backend

@@ -110,13 +110,18 @@ class BackendError(BotError):
 
     def __init__(
         self, message: str | None = None, retry_after: float | None = None, *, retryable: bool = False,
-        rate_limited: bool = False,
+        rate_limited: bool = False, blames_request: bool = False,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.retryable = retryable
         # The model answered "slow down" (429): it is up, so the message can wait for it.
         self.rate_limited = rate_limited
+        # The endpoint refused this request (400, 413, 422): another endpoint would refuse it too,
+        # and the endpoint itself is fine.
+        self.blames_request = blames_request
+        # Which configured model endpoint failed (its metric label), when there are several.
+        self.backend: str | None = None
 
     def headers(self) -> dict[str, str]:
         if self.retry_after is None:

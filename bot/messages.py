@@ -26,6 +26,8 @@ class Completion:
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # The backend that answered (its metric label); empty means the one the conversation called.
+    backend: str = ""
 
 
 @dataclass(frozen=True, slots=True)

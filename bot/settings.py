@@ -72,6 +72,13 @@ class Settings(EnvironSettings):
     model_max_concurrency: int = Field(256, ge=1, le=10000)
     # A platform message waits in the queue this long for a model answering 429, then gets the fallback reply.
     model_rate_limit_patience: float = Field(120.0, ge=0)
+    # Fallback chain, tried in order when the primary fails: endpoints, and per endpoint a key and model
+    # name (one value applies to every endpoint; names default to MODEL_NAME).
+    model_fallback_endpoint: tuple[str, ...] = ()
+    model_fallback_api_key: tuple[SecretStr, ...] = ()
+    model_fallback_name: tuple[str, ...] = ()
+    # A model endpoint that failed is passed over for this long while another one can answer.
+    model_fallback_cooldown: float = Field(30.0, ge=0)
 
     bot_trusted_proxies: tuple[IPvAnyNetwork, ...] = ("127.0.0.1/32", "::1/128")  # type: ignore[assignment]
     signature_max_skew_seconds: int = Field(300, ge=1)
@@ -100,7 +107,10 @@ class Settings(EnvironSettings):
     session_max_entries: int = Field(10000, ge=1)
     session_max_turns: int = Field(20, ge=1)
 
-    @field_validator("bot_api_key", "bot_trusted_proxies", mode="before")
+    @field_validator(
+        "bot_api_key", "bot_trusted_proxies", "model_fallback_endpoint", "model_fallback_api_key",
+        "model_fallback_name", mode="before",
+    )
     @classmethod
     def _keys_from_csv(cls, value: object) -> object:
         return split_csv(value)
@@ -140,10 +150,42 @@ class Settings(EnvironSettings):
     @classmethod
     def _model_api_base(cls, value: str | None) -> str | None:
         if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("must be the http(s) API base, e.g. https://api.openai.com/v1")
+            check_api_base(value)
         return value
+
+    @field_validator("model_fallback_endpoint")
+    @classmethod
+    def _fallback_api_bases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for endpoint in value:
+            check_api_base(endpoint)
+        return value
+
+    @property
+    def model_fallbacks(self) -> tuple[tuple[str, str | None, str], ...]:
+        """(endpoint, api key, model name) of each fallback, in the order they are tried.
+
+        Checked here rather than by a model validator, whose error would name no field and echo
+        every setting, secrets included.
+        """
+        count = len(self.model_fallback_endpoint)
+        for name, given in (("MODEL_FALLBACK_API_KEY", len(self.model_fallback_api_key)),
+                            ("MODEL_FALLBACK_NAME", len(self.model_fallback_name))):
+            if given > 1 and given != count:
+                raise ConfigError(f"{name} has {given} values for {count} MODEL_FALLBACK_ENDPOINT values: "
+                                  "give one value for all of them or one per endpoint")
+        if count and not self.model_endpoint:
+            raise ConfigError("MODEL_FALLBACK_ENDPOINT needs MODEL_ENDPOINT (the primary) to be set")
+
+        def pick(values: tuple[str, ...], index: int, default: str | None) -> str | None:
+            if not values:
+                return default
+            return values[index] if len(values) > 1 else values[0]
+
+        keys = tuple(key.get_secret_value() for key in self.model_fallback_api_key)
+        return tuple(
+            (endpoint, pick(keys, i, None), pick(self.model_fallback_name, i, self.model_name) or self.model_name)
+            for i, endpoint in enumerate(self.model_fallback_endpoint)
+        )
 
     @property
     def model_concurrency(self) -> int:
@@ -166,6 +208,12 @@ class Settings(EnvironSettings):
     @property
     def api_keys(self) -> tuple[str, ...]:
         return tuple(key.get_secret_value() for key in self.bot_api_key)
+
+
+def check_api_base(value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be the http(s) API base, e.g. https://api.openai.com/v1")
 
 
 def check_paths(settings: Settings) -> None:

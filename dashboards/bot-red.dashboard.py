@@ -24,6 +24,8 @@ all_requests = selector("bot_requests_total")
 duration = selector("bot_request_duration_seconds_bucket", USER_TRAFFIC)
 all_duration = selector("bot_request_duration_seconds_bucket")
 inst = 'instance=~"$instance"'
+# The promise of streamed answers: the first words within a second.
+FIRST_WORDS_GOAL = 1.0
 
 dashboard = dashboard(
     uid="botwatch-bot-red",
@@ -112,6 +114,18 @@ dashboard = dashboard(
                 exemplar=True,
             ),
             unit="s", thresholds=steps("transparent", (latency_target, "red")),
+        ),
+        timeseries(
+            "Time to first token (streamed answers)",
+            "Streamed answers: request received to first words sent, per platform (api is the chat API), beside "
+            "the model's own first token; the gap is what the bot adds.",
+            targets(
+                (quantile(0.5, selector("bot_first_token_seconds_bucket"), "platform"), "{{platform}} p50"),
+                (quantile(0.99, selector("bot_first_token_seconds_bucket"), "platform"), "{{platform}} p99"),
+                (quantile(0.5, f"bot_model_first_token_seconds_bucket{{{inst}}}", "backend"), "model {{backend}} p50"),
+                (quantile(0.99, f"bot_model_first_token_seconds_bucket{{{inst}}}", "backend"), "model {{backend}} p99"),
+            ),
+            unit="s", thresholds=steps("transparent", (FIRST_WORDS_GOAL, "red")),
         ),
         timeseries(
             "Model calls by outcome", "success, or the error code the caller saw.",

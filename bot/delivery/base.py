@@ -20,6 +20,9 @@ class Job:
     traceparent: str | None
     last_error: str | None = None
     created_at: float = 0.0
+    # The platform message a streamed reply is being written into (its id), so a retry after a
+    # crash finishes that message instead of sending a second one.
+    stream_handle: str | None = None
 
 
 @runtime_checkable
@@ -40,6 +43,10 @@ class InboundQueue(Protocol):
         ...
 
     async def save_reply(self, job_id: str, text: str) -> None: ...
+
+    async def save_stream_handle(self, job_id: str, handle: str) -> None:
+        """Remember the platform message a streamed reply went into; a later claim returns it in `stream_handle`."""
+        ...
 
     async def complete(self, job_id: str) -> None:
         """The reply was delivered: the job is done for good."""

@@ -92,7 +92,7 @@ return 1
 # Only a job that still exists gets its reply: a late worker must not resurrect a finished job.
 _SAVE_REPLY = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'reply_text', ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
 return 1
 """
 
@@ -250,7 +250,10 @@ class RedisQueue:
         return entry_id, (fields or {}).get("job", "")
 
     async def save_reply(self, job_id: str, text: str) -> None:
-        await self._call(lambda: self._save_reply(keys=[self._job_key(job_id)], args=[text]))
+        await self._call(lambda: self._save_reply(keys=[self._job_key(job_id)], args=[text, "reply_text"]))
+
+    async def save_stream_handle(self, job_id: str, handle: str) -> None:
+        await self._call(lambda: self._save_reply(keys=[self._job_key(job_id)], args=[handle, "stream_handle"]))
 
     async def complete(self, job_id: str) -> None:
         await self._call(lambda: self._complete(
@@ -379,4 +382,5 @@ def _job(job_id: str, fields: dict[str, str]) -> Job:
         traceparent=fields.get("traceparent") or None,
         last_error=fields.get("last_error"),
         created_at=float(fields.get("created_at", 0.0)),
+        stream_handle=fields.get("stream_handle") or None,
     )

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL,
-    message TEXT NOT NULL, traceparent TEXT, reply_text TEXT,
+    message TEXT NOT NULL, traceparent TEXT, reply_text TEXT, stream_handle TEXT,
     attempts INTEGER NOT NULL DEFAULT 0, due_at REAL NOT NULL, lease_until REAL NOT NULL DEFAULT 0,
     last_error TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL
 );
@@ -69,6 +69,10 @@ class SQLiteQueue:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        if "stream_handle" not in columns:
+            # A queue file from before streamed replies: the column is added in place, nothing is lost.
+            db.execute("ALTER TABLE jobs ADD COLUMN stream_handle TEXT")
         if recover:
             # One process owns the file: leases held by a previous (crashed) process are void.
             db.execute("UPDATE jobs SET lease_until = 0 WHERE state = 'pending'")
@@ -133,7 +137,7 @@ class SQLiteQueue:
             "UPDATE jobs SET lease_until = ?, updated_at = ? WHERE id = ("
             " SELECT id FROM jobs WHERE state = 'pending' AND due_at <= ? AND lease_until <= ?"
             " ORDER BY due_at, seq LIMIT 1)"
-            " RETURNING id, message, attempts, reply_text, traceparent, last_error, created_at",
+            " RETURNING id, message, attempts, reply_text, traceparent, last_error, created_at, stream_handle",
             (now + lease_seconds, now, now, now),
         ).fetchone()
         return _job(row) if row else None
@@ -141,6 +145,10 @@ class SQLiteQueue:
     async def save_reply(self, job_id: str, text: str) -> None:
         await self._run(self._update, "UPDATE jobs SET reply_text = ?, updated_at = ? WHERE id = ?",
                         (text, self._clock(), job_id))
+
+    async def save_stream_handle(self, job_id: str, handle: str) -> None:
+        await self._run(self._update, "UPDATE jobs SET stream_handle = ?, updated_at = ? WHERE id = ?",
+                        (handle, self._clock(), job_id))
 
     async def complete(self, job_id: str) -> None:
         await self._run(self._update, "DELETE FROM jobs WHERE id = ?", (job_id,))
@@ -178,7 +186,7 @@ class SQLiteQueue:
 
     def _dead_letters(self, limit: int) -> list[Job]:
         rows = self.db.execute(
-            "SELECT id, message, attempts, reply_text, traceparent, last_error, created_at FROM jobs"
+            "SELECT id, message, attempts, reply_text, traceparent, last_error, created_at, stream_handle FROM jobs"
             " WHERE state = 'dead' ORDER BY updated_at LIMIT ?", (limit,),
         ).fetchall()
         return [_job(row) for row in rows]
@@ -250,8 +258,8 @@ class SQLiteQueue:
 
 
 def _job(row: tuple[Any, ...]) -> Job:
-    job_id, message, attempts, reply_text, traceparent, last_error, created_at = row
+    job_id, message, attempts, reply_text, traceparent, last_error, created_at, stream_handle = row
     return Job(
         id=job_id, message=message_from_dict(orjson.loads(message)), attempts=attempts, reply_text=reply_text,
-        traceparent=traceparent, last_error=last_error, created_at=created_at,
+        traceparent=traceparent, last_error=last_error, created_at=created_at, stream_handle=stream_handle,
     )

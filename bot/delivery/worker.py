@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import aclosing
 
 from opentelemetry.trace import SpanKind, Tracer
 
@@ -15,15 +16,19 @@ from bot.delivery.base import InboundQueue, Job
 from bot.delivery.horizon import RetryHorizon
 from bot.delivery.retry import RetryPolicy
 from bot.delivery.shaping import OutboundShaper
-from bot.errors import BackendError, DependencyUnavailable
-from bot.messages import Reply
-from bot.platforms.base import DeliveryFailed, OutboundLimited, PlatformAdapter
+from bot.errors import BackendBadResponse, BackendError, DependencyUnavailable
+from bot.messages import Completion, Reply
+from bot.platforms.base import DeliveryFailed, OutboundLimit, OutboundLimited, PlatformAdapter, StreamedReplies
 from bot.telemetry.metrics import BotMetrics
 from servicekit.tracing import propagator
 
 log = logging.getLogger("bot.delivery")
 
 FALLBACK_REPLY = "Sorry, I cannot answer right now. Please try again in a few minutes."
+# Shown after a reply's text while the model is still writing it.
+STILL_WRITING = " …"
+# No platform takes edits of one message faster than about once a second; the shaper's budgets decide beyond that.
+STREAM_UPDATE_INTERVAL = 1.0
 
 
 class DeliveryWorkers:
@@ -184,10 +189,11 @@ class DeliveryWorkers:
                 return
             text = job.reply_text
             model_seconds = 0.0
+            stream = _ReplyStream(job.stream_handle)
             if text is None:
                 started = time.perf_counter()
                 try:
-                    answer = await self._answer(job)
+                    answer = await self._answer(job, adapter, stream)
                 finally:
                     model_seconds = time.perf_counter() - started
                     if slot is not None:
@@ -204,7 +210,12 @@ class DeliveryWorkers:
                 return
             try:
                 with self.tracer.start_as_current_span("platform.send", kind=SpanKind.CLIENT):
-                    await adapter.send(reply)
+                    if stream.handle is not None and isinstance(adapter, StreamedReplies):
+                        # The reply was streamed into a message (maybe by a process that crashed): finish
+                        # that message rather than sending a second one.
+                        await adapter.update_reply(reply, stream.handle)
+                    else:
+                        await adapter.send(reply)
             except DeliveryFailed as exc:
                 await self._failed(job, exc, adapter)
                 return
@@ -259,9 +270,12 @@ class DeliveryWorkers:
         await self.queue.defer(job.id, delay)
         return True
 
-    async def _answer(self, job: Job) -> str | float:
+    async def _answer(self, job: Job, adapter: PlatformAdapter, stream: _ReplyStream) -> str | float:
         """The reply text, or the seconds to wait in the queue while the model asks us to slow down."""
+        limits = adapter.update_limits(job.message) if isinstance(adapter, StreamedReplies) else None
         try:
+            if limits is not None and isinstance(adapter, StreamedReplies):
+                return await self._streamed_answer(job, adapter, limits, stream)
             completion = await self.conversation.respond(job.message.session_key, job.message.text)
         except BackendError as exc:
             waited = self._clock() - job.message.received_at
@@ -274,6 +288,43 @@ class DeliveryWorkers:
             log.warning("model failed, sending the fallback reply: %s", exc.code, extra={"error.code": exc.code})
             return FALLBACK_REPLY
         return completion.text
+
+    async def _streamed_answer(
+        self, job: Job, adapter: StreamedReplies, limits: Sequence[OutboundLimit], stream: _ReplyStream
+    ) -> str:
+        """Answer while showing the reply grow: a first message early, then edits the budgets allow.
+
+        The finished text is not sent here: it goes out like any reply (shaped, retried), as
+        an update of the streamed message. Intermediate updates are best effort: one the
+        budgets have no room for is skipped, and a failed one stops the updates.
+        """
+        message = job.message
+        parts: list[str] = []
+        async with aclosing(self.conversation.respond_stream(message.session_key, message.text)) as answer:
+            async for item in answer:
+                if isinstance(item, Completion):
+                    return item.text
+                parts.append(item)
+                now = time.monotonic()
+                if stream.broken or now - stream.updated_at < STREAM_UPDATE_INTERVAL:
+                    continue
+                if self.shaper is not None and await self.shaper.acquire(limits) > 0:
+                    continue
+                partial = Reply(message, "".join(parts) + STILL_WRITING)
+                try:
+                    if stream.handle is None:
+                        stream.handle = await adapter.begin_reply(partial)
+                        self.metrics.first_token.labels(message.platform).observe(
+                            max(0.0, self._clock() - message.received_at))
+                        await self.queue.save_stream_handle(job.id, stream.handle)
+                    else:
+                        await adapter.update_reply(partial, stream.handle)
+                except (DeliveryFailed, DependencyUnavailable) as exc:
+                    stream.broken = True
+                    log.info("streaming the reply stopped, the whole reply follows: %s", exc,
+                             extra={"labels.platform": message.platform, "labels.job_id": job.id})
+                stream.updated_at = now
+        raise BackendBadResponse("the model's answer ended without its completion")
 
     async def _failed(self, job: Job, exc: DeliveryFailed, adapter: PlatformAdapter | None = None) -> None:
         """Retry while the reply is still worth sending (the horizon), else bury it with the reason."""
@@ -321,6 +372,17 @@ class DeliveryWorkers:
                 age = 0.0 if since is None else max(0.0, self._clock() - since)
                 self.metrics.queue_oldest_age.labels("inbound").set(age)
             await asyncio.sleep(1.0)
+
+
+class _ReplyStream:
+    """Where a streamed reply stands: the platform message it goes into, and when it was last updated."""
+
+    __slots__ = ("broken", "handle", "updated_at")
+
+    def __init__(self, handle: str | None) -> None:
+        self.handle = handle
+        self.updated_at = float("-inf")
+        self.broken = False
 
 
 class _Slot:

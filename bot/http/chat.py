@@ -1,9 +1,10 @@
-"""`POST /api/v1/chat`: the synchronous chat API."""
+"""`POST /api/v1/chat`: the chat API (one JSON answer, or a stream of events on request)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from bot.errors import MessageTooLong, PayloadInvalid, PayloadTooLarge, UnsupportedMediaType
 from bot.http.auth import require_bearer
+from bot.http.chat_stream import stream_chat
 from bot.http.responses import json_response
 from bot.keys import conversation_key, request_id_key, settings_key
 from servicekit.ids import is_safe_id
@@ -68,7 +70,8 @@ def optional_id(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
-async def chat(request: web.Request) -> web.Response:
+async def chat(request: web.Request) -> web.StreamResponse:
+    started = time.perf_counter()
     settings = request.app[settings_key]
     scope = caller_scope(request, settings.api_keys)
     body = await read_json_object(request, settings.bot_max_body_bytes)
@@ -79,7 +82,14 @@ async def chat(request: web.Request) -> web.Response:
         raise PayloadInvalid("message must not be empty")
     if len(message) > settings.bot_max_message_chars:
         raise MessageTooLong(f"message is over {settings.bot_max_message_chars} characters")
+    stream = body.get("stream")
+    if stream is None:
+        stream = False  # null counts as not given, as for the ids
+    if not isinstance(stream, bool):
+        raise PayloadInvalid("stream must be true or false")
     key, session_id = conversation_of(scope, optional_id(body, "user_id"), optional_id(body, "session_id"))
+    if stream:
+        return await stream_chat(request, key, session_id, message, started)
     completion = await request.app[conversation_key].respond(key, message)
     return json_response(
         {"reply": completion.text, "session_id": session_id, "request_id": request[request_id_key]}

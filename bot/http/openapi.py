@@ -30,6 +30,27 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
+def _event(name: str, data: str) -> dict[str, Any]:
+    """One server-sent event: its name and its data, a JSON document of the named schema."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {"type": "string", "contentMediaType": _JSON, "contentSchema": _ref(data)},
+        },
+    }
+
+
+def _chat_reply() -> dict[str, Any]:
+    reply = _json(_ref("ChatResponse"), "The model's reply (JSON), or its stream of events when `stream` is true.")
+    # Before OpenAPI 3.2's itemSchema, the schema of an event stream describes each event.
+    reply["content"]["text/event-stream"] = {
+        "schema": {"oneOf": [_event("delta", "StreamDelta"), _event("done", "ChatResponse"), _event("error", "Error")]},
+    }
+    return reply
+
+
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "string"}}}
 
 
@@ -49,8 +70,14 @@ def build_document(settings: Settings) -> dict[str, Any]:
     chat_operation: dict[str, Any] = {
         "operationId": "chat",
         "summary": "Answer one message, keeping the conversation of its session.",
+        "description": (
+            "With `\"stream\": true` the reply comes as server-sent events while the model writes it: a `delta` "
+            "event per piece of text (`StreamDelta`), then one `done` event with the whole reply (`ChatResponse`). "
+            "A failure before the first piece is the usual JSON error with its status; after it, the stream ends "
+            "with an `error` event (`Error`) carrying the same code. Only a completed reply is kept in the session."
+        ),
         "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("ChatRequest")}}},
-        "responses": {"200": _json(_ref("ChatResponse"), "The model's reply."), **chat_errors},
+        "responses": {"200": _chat_reply(), **chat_errors},
     }
     if settings.api_keys:
         chat_operation["security"] = [{"bearer": []}, {"apiKey": []}]
@@ -109,7 +136,14 @@ def build_document(settings: Settings) -> dict[str, Any]:
                         },
                         "user_id": identifier,
                         "session_id": {**identifier, "description": "Continue this conversation (scoped to the API key). Without it: the user_id's conversation, else a new unguessable id."},
+                        "stream": {"type": ["boolean", "null"], "default": False,
+                                   "description": "Answer as text/event-stream while the model writes."},
                     },
+                },
+                "StreamDelta": {
+                    "type": "object",
+                    "required": ["text"],
+                    "properties": {"text": {"type": "string", "minLength": 1, "description": "The next piece of the reply."}},
                 },
                 "ChatResponse": {
                     "type": "object",

@@ -5,7 +5,8 @@ api.py) exposing `plugin = PlatformPlugin(...)`, registered under the `botwatch.
 entry-point group. The core never imports a platform by name.
 
 An adapter implements PlatformAdapter and, where it needs them, the optional capabilities
-Startable, Closable, Checkable, OutboundLimited and ReplyWindowed; a plugin may also offer a GroupRobot sender.
+Startable, Closable, Checkable, OutboundLimited, ReplyWindowed and StreamedReplies; a plugin may also offer a
+GroupRobot sender.
 All of them are checked once, when the adapter is registered (AdapterHooks.of).
 """
 
@@ -192,8 +193,33 @@ class ReplyWindowed(Protocol):
         ...
 
 
-_ASYNC_HOOKS = ("start", "close", "check")
-_PLAIN_HOOKS = ("outbound_limits", "reply_window")
+@runtime_checkable
+class StreamedReplies(Protocol):
+    """A platform whose messages can be edited: a reply is sent early and grows as the model writes."""
+
+    def update_limits(self, message: InboundMessage) -> Sequence[OutboundLimit] | None:
+        """The sending budgets an update of a reply to `message` draws on; None sends the reply whole (streaming off).
+
+        An update the budgets have no room for is skipped (the next one carries its text); the
+        finished reply is always sent.
+        """
+        ...
+
+    async def begin_reply(self, reply: Reply) -> str:
+        """Send the first part of a reply as a new message; return its id (kept durably). Raise DeliveryFailed."""
+        ...
+
+    async def update_reply(self, reply: Reply, handle: str) -> None:
+        """Make message `handle` read `reply.text`. Raise DeliveryFailed.
+
+        Must succeed when the message already reads that text: a retry after a crash sends the
+        finished text again.
+        """
+        ...
+
+
+_ASYNC_HOOKS = ("start", "close", "check", "begin_reply", "update_reply")
+_PLAIN_HOOKS = ("outbound_limits", "reply_window", "update_limits")
 
 
 @dataclass(frozen=True)

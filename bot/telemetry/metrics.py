@@ -20,6 +20,8 @@ from servicekit.latency import LATENCY_BUCKETS, REPLY_BUCKETS, REPLY_OVERHEAD_BU
 
 # The platforms allow 1-5 s for an ACK; resolution below 100 ms is what the ACK SLO needs.
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+# The goal is the first words within a second; a model's first token usually takes 0.2-2 s.
+FIRST_TOKEN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
 
 
 class BotMetrics:
@@ -75,8 +77,21 @@ class BotMetrics:
             "bot_model_duration_seconds", "Model call latency, retries included.",
             ("backend",), buckets=LATENCY_BUCKETS, registry=r,
         )
+        self.model_first_token = Histogram(
+            "bot_model_first_token_seconds", "Time from a streamed model call's start to its first token, retries "
+            "and failover included, by the backend that answered.", ("backend",), buckets=FIRST_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.first_token = Histogram(
+            "bot_first_token_seconds", "Time from a request or callback received to the first words of a streamed "
+            "answer sent (platform is api for the chat API).", ("platform",), buckets=FIRST_TOKEN_BUCKETS, registry=r,
+        )
         self.model_tokens = Counter(
             "bot_model_tokens", "Tokens used, by kind (prompt or completion).", ("backend", "kind"), registry=r,
+        )
+        self.model_failovers = Counter(
+            "bot_model_failovers", "Model calls passed on to the next endpoint after this one failed.",
+            ("backend",), registry=r,
         )
         self.model_circuit_open = Gauge(
             "bot_model_circuit_open", "1 while the model circuit breaker is open.", ("backend",), registry=r,

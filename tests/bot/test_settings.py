@@ -45,3 +45,39 @@ def test_settings_are_frozen() -> None:
     settings = load_settings({})
     with pytest.raises(ValidationError, match="frozen"):
         settings.bot_port = 1  # type: ignore[misc]
+
+
+def test_model_fallbacks_pair_each_endpoint_with_a_key_and_a_model_name() -> None:
+    settings = load_settings({
+        "MODEL_ENDPOINT": "http://a/v1", "MODEL_NAME": "big",
+        "MODEL_FALLBACK_ENDPOINT": "http://b/v1, http://c/v1", "MODEL_FALLBACK_API_KEY": "kb,kc",
+    })
+    assert settings.model_fallbacks == (("http://b/v1", "kb", "big"), ("http://c/v1", "kc", "big"))
+    one_for_all = load_settings({
+        "MODEL_ENDPOINT": "http://a/v1", "MODEL_FALLBACK_ENDPOINT": "http://b/v1,http://c/v1",
+        "MODEL_FALLBACK_API_KEY": "k", "MODEL_FALLBACK_NAME": "small",
+    })
+    assert one_for_all.model_fallbacks == (("http://b/v1", "k", "small"), ("http://c/v1", "k", "small"))
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"MODEL_ENDPOINT": "http://a/v1", "MODEL_FALLBACK_ENDPOINT": "http://b/v1,http://c/v1",
+      "MODEL_FALLBACK_NAME": "x,y,z"}, "MODEL_FALLBACK_NAME"),
+    ({"MODEL_FALLBACK_ENDPOINT": "http://b/v1"}, "MODEL_ENDPOINT"),
+])
+def test_a_fallback_list_that_does_not_line_up_fails_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env).model_fallbacks  # noqa: B018
+
+
+def test_a_mismatched_fallback_key_list_is_named_without_echoing_any_key() -> None:
+    settings = load_settings({"MODEL_ENDPOINT": "http://a/v1", "MODEL_FALLBACK_ENDPOINT": "http://b/v1,http://c/v1",
+                              "MODEL_FALLBACK_API_KEY": "sk-one,sk-two,sk-three"})
+    with pytest.raises(ConfigError) as caught:
+        settings.model_fallbacks  # noqa: B018
+    assert "MODEL_FALLBACK_API_KEY" in str(caught.value) and "sk-" not in str(caught.value)
+
+
+def test_a_fallback_endpoint_must_be_an_http_api_base() -> None:
+    with pytest.raises(ConfigError, match="MODEL_FALLBACK_ENDPOINT"):
+        load_settings({"MODEL_ENDPOINT": "http://a/v1", "MODEL_FALLBACK_ENDPOINT": "http://b/v1,ftp://c"})

@@ -144,6 +144,18 @@ async def _send(base: str, ok: int, user_prefix: str = "user") -> Counter[int]:
     return statuses
 
 
+async def _send_streamed(base: str, count: int) -> Counter[int]:
+    """Chat requests answered as event streams, read to their end (they fill the first-token histograms)."""
+    statuses: Counter[int] = Counter()
+    async with aiohttp.ClientSession() as session:
+        for i in range(count):
+            body = {"message": f"stream {i}", "user_id": f"streamer-{i}", "stream": True}
+            async with session.post(f"{base}/api/v1/chat", json=body) as resp:
+                assert b"event: done" in await resp.read()
+                statuses[resp.status] += 1
+    return statuses
+
+
 def _queries() -> list[tuple[Expression, str]]:
     return [(item, expand_variables(item.expr, RATE_INTERVAL)) for item in all_expressions()]
 
@@ -173,6 +185,7 @@ def test_every_dashboard_rule_and_alert_expression_returns_data_after_a_healthy_
     statuses = asyncio.run(_send(stack.entry, LOAD_REQUESTS))
     assert statuses[200] == LOAD_REQUESTS, statuses
     assert {400, 404, 405, 415} <= set(statuses), statuses
+    assert asyncio.run(_send_streamed(stack.entry, 5))[200] == 5
 
     queries = _queries()
     checked = [(item, query) for item, query in queries

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage, Reply
-from bot.platforms.base import Decoded, PlatformDeps, Route, WebhookRequest, WebhookResponse
+from bot.platforms.base import (
+    Decoded,
+    DeliveryFailed,
+    OutboundLimit,
+    PlatformDeps,
+    Route,
+    WebhookRequest,
+    WebhookResponse,
+)
 from bot.platforms.checks import json_object, require_fresh, secrets_match
 from bot.platforms.slack.api import SlackAPI
 from bot.platforms.slack.crypto import request_signature
@@ -28,6 +38,8 @@ class SlackAdapter:
         self.deps = deps
         self._signing_secret = settings.signing_secret.get_secret_value()
         self.api = SlackAPI(deps.http, settings.api_base, settings.bot_token.get_secret_value())
+        # Names the app in budget keys without the token: a digest of it.
+        self._app = hashlib.sha256(settings.bot_token.get_secret_value().encode()).hexdigest()[:12]
 
     def verify(self, request: WebhookRequest) -> None:
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
@@ -69,6 +81,25 @@ class SlackAdapter:
 
     async def send(self, reply: Reply) -> None:
         await self.api.post_message(self.format(reply))
+
+    def update_limits(self, message: InboundMessage) -> Sequence[OutboundLimit] | None:
+        if not self.settings.stream_replies:
+            return None
+        # chat.postMessage allows about one message a second in a channel; chat.update is a Tier 3
+        # method (about 50 a minute per workspace and app).
+        channel = message.reply_handle["channel"]
+        return (OutboundLimit(f"slack:{self._app}:channel:{channel}", "1/second"),
+                OutboundLimit(f"slack:{self._app}:chat.update", "50/minute"))
+
+    async def begin_reply(self, reply: Reply) -> str:
+        ts = await self.api.post_message(self.format(reply))
+        if ts is None:
+            raise DeliveryFailed("Slack chat.postMessage answered without a ts", retryable=False)
+        return ts
+
+    async def update_reply(self, reply: Reply, handle: str) -> None:
+        await self.api.update_message({"channel": reply.inbound.reply_handle["channel"], "ts": handle,
+                                       "text": reply.text})
 
     def _message(self, event: dict[str, Any], received_at: float) -> InboundMessage:
         channel, user, ts = event.get("channel"), event.get("user"), event.get("ts")

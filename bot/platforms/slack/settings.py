@@ -11,3 +11,6 @@ class SlackSettings(PlatformSettings):
     signing_secret: SecretStr
     bot_token: SecretStr  # xoxb-…: bot tokens do not expire, so no token cache is needed
     api_base: str = "https://slack.com"
+    # SLACK_STREAM_REPLIES=true: post a reply early and chat.update it as the model writes (off by
+    # default: every update is a Web API call against the app's rate tier).
+    stream_replies: bool = False

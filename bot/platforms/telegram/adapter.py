@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage, Reply
-from bot.platforms.base import Decoded, PlatformDeps, Route, WebhookRequest, WebhookResponse
+from bot.platforms.base import (
+    Decoded,
+    DeliveryFailed,
+    OutboundLimit,
+    PlatformDeps,
+    Route,
+    WebhookRequest,
+    WebhookResponse,
+)
 from bot.platforms.checks import json_object
 from bot.platforms.telegram.api import TelegramAPI
 from bot.platforms.telegram.crypto import SECRET_TOKEN_HEADER, secret_token_valid
@@ -24,6 +33,8 @@ class TelegramAdapter:
         self.deps = deps
         self._secret_token = settings.secret_token.get_secret_value()
         self.api = TelegramAPI(deps.http, settings.api_base, settings.bot_token.get_secret_value())
+        # The numeric part of the token names the bot in budget keys; the secret part stays out of them.
+        self._bot_id = settings.bot_token.get_secret_value().partition(":")[0]
 
     def verify(self, request: WebhookRequest) -> None:
         if not secret_token_valid(request.headers.get(SECRET_TOKEN_HEADER), self._secret_token):
@@ -61,6 +72,26 @@ class TelegramAdapter:
 
     async def send(self, reply: Reply) -> None:
         await self.api.send_message(self.format(reply))
+
+    def update_limits(self, message: InboundMessage) -> Sequence[OutboundLimit] | None:
+        if not self.settings.stream_replies:
+            return None
+        # Telegram's guidance: about one message a second in a chat, 20 a minute in a group, 30 a
+        # second for the bot; edits count like messages.
+        chat = f"telegram:{self._bot_id}:chat:{message.reply_handle['chat_id']}"
+        return (OutboundLimit(chat, "1/second;20/minute"), OutboundLimit(f"telegram:{self._bot_id}", "30/second"))
+
+    async def begin_reply(self, reply: Reply) -> str:
+        message_id = await self.api.send_message(self.format(reply))
+        if message_id is None:
+            raise DeliveryFailed("Telegram sendMessage answered without a message_id", retryable=False)
+        return str(message_id)
+
+    async def update_reply(self, reply: Reply, handle: str) -> None:
+        await self.api.edit_message_text({
+            "chat_id": reply.inbound.reply_handle["chat_id"], "message_id": int(handle),
+            "text": fit_utf16(reply.text, MAX_TEXT_UTF16),
+        })
 
     def _message(self, update_id: int, message: dict[str, Any], received_at: float) -> InboundMessage:
         chat, sender = message.get("chat"), message.get("from")

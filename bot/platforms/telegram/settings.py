@@ -13,6 +13,9 @@ class TelegramSettings(PlatformSettings):
     # Required: without it anyone who learns the webhook URL could post updates.
     secret_token: SecretStr
     api_base: str = "https://api.telegram.org"
+    # TELEGRAM_STREAM_REPLIES=true: send a reply early and edit it as the model writes. Off by default:
+    # every edit is a Bot API call, and the whole reply in one message is what users got so far.
+    stream_replies: bool = False
 
     @field_validator("secret_token")
     @classmethod

@@ -208,6 +208,17 @@ async def test_a_job_whose_lease_ran_out_is_taken_over_with_its_saved_reply(stor
     assert (await survivor.depth())["inbound"] == 0
 
 
+async def test_a_streamed_replys_message_handle_survives_a_take_over(store: Store) -> None:
+    queue = await store.open()
+    await queue.admit(message("m-stream"), None)
+    job = await queue.claim(0.3)
+    assert job is not None and job.stream_handle is None
+    await queue.save_stream_handle(job.id, "4711")
+    survivor = await store.take_over(queue)
+    again, _ = await claim_within(survivor, 0.3)
+    assert (again.id, again.stream_handle, again.reply_text) == (job.id, "4711", None)
+
+
 async def test_a_retried_job_comes_back_after_its_delay_counting_the_attempt(store: Store) -> None:
     queue = await store.open()
     await queue.admit(message("m-retry"), None)

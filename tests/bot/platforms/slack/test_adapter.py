@@ -203,3 +203,63 @@ async def test_slacks_retry_after_is_honoured_and_the_token_stays_out_of_reasons
     with pytest.raises(DeliveryFailed) as unreachable:
         await (await make_adapter(plugin, env, None)).send(REPLY)
     assert unreachable.value.retryable and BOT_TOKEN not in unreachable.value.reason
+
+
+# Streamed replies: posted early, chat.update as the model writes, one message in the end.
+
+UPDATE = "/api/chat.update"
+
+
+async def test_a_streamed_reply_is_posted_early_and_updated_into_the_whole_answer(
+    start_platform: Any, aiohttp_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.support.fake_model import FakeModel
+
+    capture_everything(caplog)
+    model = FakeModel(gate=asyncio.Event())
+    model_url = str((await aiohttp_server(model.app())).make_url("/v1"))
+    api = FakePlatformAPI()
+    Script(api, "POST", POST_MESSAGE, {"ok": True, "channel": "D024BE91L", "ts": "1355517524.000007"})
+    Script(api, "POST", UPDATE, {"ok": True, "channel": "D024BE91L", "ts": "1355517524.000007"})
+    slack = await start_platform(
+        "slack", lambda base: {**env(base), "SLACK_STREAM_REPLIES": "true", "MODEL_ENDPOINT": model_url}, api,
+    )
+    await post(slack, recorded("message_im.json"))
+    [first] = await api.wait_for(POST_MESSAGE)
+    assert first.json() == {"channel": "D024BE91L", "text": "model …"}
+    assert model.streams_finished == 0
+    assert model.gate is not None
+    model.gate.set()
+    await until(lambda: delivered(slack) == 1)
+    final = api.calls(UPDATE)[-1]
+    assert final.json() == {"channel": "D024BE91L", "ts": "1355517524.000007", "text": "model reply 1: hello"}
+    assert final.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
+    assert len(api.calls(POST_MESSAGE)) == 1
+    assert sample(slack.registry, "bot_first_token_seconds_count", platform="slack") == 1
+    assert_nothing_leaks(SECRETS, caplog, slack.metrics_text())
+
+
+async def test_streaming_stays_off_unless_asked_and_its_budgets_never_name_the_token(make_adapter: MakeAdapter) -> None:
+    from bot.platforms.base import StreamedReplies
+
+    message = InboundMessage("slack", "C:1", "C1", "U1", "hi", 0.0, {"channel": "C1", "thread_ts": None})
+    off = await make_adapter(plugin, env, None)
+    assert isinstance(off, StreamedReplies) and off.update_limits(message) is None
+    on = await make_adapter(plugin, lambda base: {**env(base), "SLACK_STREAM_REPLIES": "true"}, None)
+    assert isinstance(on, StreamedReplies)
+    limits = on.update_limits(message)
+    assert limits is not None and [rate for _, rate in limits] == ["1/second", "50/minute"]
+    assert all(BOT_TOKEN not in key for key, _ in limits)
+
+
+async def test_a_refused_update_is_a_failure_naming_slacks_error(make_adapter: MakeAdapter) -> None:
+    from bot.platforms.base import StreamedReplies
+
+    api = FakePlatformAPI()
+    Script(api, "POST", UPDATE, {"ok": False, "error": "message_not_found"})
+    adapter = await make_adapter(plugin, env, api)
+    assert isinstance(adapter, StreamedReplies)
+    reply = Reply(InboundMessage("slack", "C:1", "C1", "U1", "hi", 0.0, {"channel": "C1"}), "done")
+    with pytest.raises(DeliveryFailed) as failure:
+        await adapter.update_reply(reply, "1.2")
+    assert failure.value.reason == "Slack chat.update failed: message_not_found" and not failure.value.retryable

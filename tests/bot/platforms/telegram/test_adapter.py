@@ -10,7 +10,7 @@ import pytest
 from telegram import Update
 
 from bot.messages import InboundMessage, Reply
-from bot.platforms.base import DeliveryFailed
+from bot.platforms.base import DeliveryFailed, StreamedReplies
 from bot.platforms.telegram import plugin
 from bot.platforms.telegram.adapter import fit_utf16
 from tests.bot.conftest import sample
@@ -174,3 +174,58 @@ def test_long_answers_are_cut_to_telegrams_limit_in_utf16_units() -> None:
     cut = fit_utf16("😀" * 3000, 4096)  # each emoji is two UTF-16 units
     assert len(cut.encode("utf-16-le")) // 2 <= 4096 and cut.endswith("…")
     assert fit_utf16("short", 4096) == "short"
+
+
+# Streamed replies: the first message's id, edits, and the setting.
+
+EDIT_MESSAGE = SEND_MESSAGE.replace("sendMessage", "editMessageText")
+
+
+async def test_a_streamed_reply_begins_as_a_message_and_is_finished_by_editing_it(make_adapter: MakeAdapter) -> None:
+    api = FakePlatformAPI()
+    Script(api, "POST", SEND_MESSAGE, {"ok": True, "result": {"message_id": 4242}})
+    Script(api, "POST", EDIT_MESSAGE, {"ok": True, "result": True})
+    adapter = await make_adapter(plugin, lambda base: {**env(base), "TELEGRAM_STREAM_REPLIES": "true"}, api)
+    assert isinstance(adapter, StreamedReplies)
+    handle = await adapter.begin_reply(Reply(REPLY.inbound, "hel …"))
+    await adapter.update_reply(REPLY, handle)
+    assert handle == "4242"
+    assert api.calls(EDIT_MESSAGE)[0].json() == {"chat_id": 5, "message_id": 4242, "text": "hello"}
+
+
+async def test_editing_a_message_to_the_text_it_already_has_is_done(make_adapter: MakeAdapter) -> None:
+    api = FakePlatformAPI()
+    Script(api, "POST", EDIT_MESSAGE, {}).then({
+        "ok": False, "error_code": 400,
+        "description": "Bad Request: message is not modified: specified new message content and reply markup are "
+                       "exactly the same as a current content and reply markup of the message"}, status=400)
+    adapter = await make_adapter(plugin, env, api)
+    assert isinstance(adapter, StreamedReplies)
+    await adapter.update_reply(REPLY, "4242")  # a retry after a crash sends the finished text again
+
+
+async def test_a_refused_edit_fails_without_the_token(make_adapter: MakeAdapter) -> None:
+    api = FakePlatformAPI()
+    Script(api, "POST", EDIT_MESSAGE, {}).then(
+        {"ok": False, "error_code": 400, "description": f"Bad Request: message to edit not found {BOT_TOKEN}"},
+        status=400)
+    adapter = await make_adapter(plugin, env, api)
+    assert isinstance(adapter, StreamedReplies)
+    with pytest.raises(DeliveryFailed) as failure:
+        await adapter.update_reply(REPLY, "4242")
+    assert failure.value.retryable is False and BOT_TOKEN not in failure.value.reason
+
+
+async def test_streaming_is_off_unless_turned_on_and_its_budgets_are_per_chat_and_per_bot(
+    make_adapter: MakeAdapter
+) -> None:
+    off = await make_adapter(plugin, env, None)
+    assert isinstance(off, StreamedReplies) and off.update_limits(REPLY.inbound) is None
+    on = await make_adapter(plugin, lambda base: {**env(base), "TELEGRAM_STREAM_REPLIES": "true"}, None)
+    assert isinstance(on, StreamedReplies)
+    limits = on.update_limits(REPLY.inbound)
+    assert limits is not None
+    assert [(key, rate) for key, rate in limits] == [
+        ("telegram:123456789:chat:5", "1/second;20/minute"), ("telegram:123456789", "30/second"),
+    ]
+    assert all(BOT_TOKEN not in key for key, _ in limits)
