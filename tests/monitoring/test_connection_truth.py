@@ -85,7 +85,13 @@ async def test_connection_panels_and_alerts_read_what_the_connection_does(
 
         await eventually(down_alert_pending, timeout=20, what="PlatformConnectionDown pending")
         assert await _values(prometheus, 'bot_platform_connection_up{platform="dingtalk"}') == [0.0]
-        assert await _values(prometheus, 'bot_platform_connection_breaker_open{platform="dingtalk"}') == [1.0]
+        # The breaker opens on the refused reconnect, which follows the drop by a backoff step: it may
+        # reach Prometheus a scrape later than the drop itself.
+
+        async def breaker_open() -> bool:
+            return await _values(prometheus, 'bot_platform_connection_breaker_open{platform="dingtalk"}') == [1.0]
+
+        await eventually(breaker_open, timeout=20, what="the breaker open in Prometheus")
         [age] = await _values(prometheus, 'time() - bot_platform_last_frame_timestamp_seconds{platform="dingtalk"}')
         assert age >= time.time() - dropped_at - 1.5
         alerts = (await asyncio.to_thread(prometheus.api, "/api/v1/alerts"))["data"]["alerts"]
