@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiohttp
 from pydantic import Field
 
-from bot.errors import DependencyUnavailable
-from bot.platforms.base import DeliveryFailed, PlatformSettings
+from bot.errors import DependencyUnavailable, WebhookRejected
+from bot.platforms.base import Decoded, DeliveryFailed, PlatformDeps, PlatformSettings
 
 if TYPE_CHECKING:
     from bot.platforms.base import PlatformDeps
@@ -372,3 +372,27 @@ def open_connection(
 
         lease = Lease(deps.redis, lease_key, settings.lease_seconds)
     return LongConnection(platform, session, settings, metrics=deps.metrics, lease=lease)
+
+
+async def queue_frame(deps: PlatformDeps, platform: str, decode: Callable[[], Decoded], what: str, again: str) -> bool:
+    """Decode one pushed message and queue it durably; True when the frame may be acknowledged.
+
+    A frame that cannot be read is acknowledged all the same (counted and logged as a rejected
+    callback), or it would come back forever; one the queue could not take is not, so the platform
+    sends it again (`again` says how, in the log line).
+    """
+    try:
+        decoded = decode()
+    except WebhookRejected as exc:
+        log.warning("%s skipped: %s", what, exc.message, extra={"labels.platform": platform, "labels.reason": exc.reason})
+        if deps.metrics is not None:
+            deps.metrics.webhook_rejected.labels(platform, exc.reason).inc()
+        return True
+    if decoded.kind != "message":
+        return True
+    try:
+        await deps.submit(platform, decoded.messages)
+    except Exception as exc:
+        log.error("%s not queued (%s); %s", what, type(exc).__name__, again, extra={"labels.platform": platform})
+        return False
+    return True

@@ -24,7 +24,7 @@ from bot.platforms.dingtalk.api import SESSION_GONE, DingTalkAPI, post_webhook, 
 from bot.platforms.dingtalk.crypto import sign
 from bot.platforms.dingtalk.settings import DingTalkSettings
 from bot.platforms.dingtalk.stream import DingTalkStream
-from bot.platforms.longconn import LongConnection, open_connection
+from bot.platforms.longconn import LongConnection, open_connection, queue_frame
 
 log = logging.getLogger("bot.platforms.dingtalk")
 
@@ -97,24 +97,10 @@ class DingTalkAdapter:
             self.connection.check()
 
     async def _on_stream_message(self, body: dict[str, Any]) -> bool:
-        try:
-            decoded = decode_message(body, self.deps.clock())
-        except WebhookRejected as exc:
-            # Acknowledged all the same: a frame that cannot be read would otherwise come back forever.
-            log.warning("dingtalk stream message skipped: %s", exc.message,
-                        extra={"labels.platform": self.name, "labels.reason": exc.reason})
-            if self.deps.metrics is not None:
-                self.deps.metrics.webhook_rejected.labels(self.name, exc.reason).inc()
-            return True
-        if decoded.kind != "message":
-            return True
-        try:
-            await self.deps.submit(self.name, decoded.messages)
-        except Exception as exc:
-            log.error("dingtalk stream message not queued (%s); left unacknowledged so DingTalk sends it again",
-                      type(exc).__name__, extra={"labels.platform": self.name})
-            return False
-        return True
+        return await queue_frame(
+            self.deps, self.name, lambda: decode_message(body, self.deps.clock()), "dingtalk stream message",
+            "left unacknowledged so DingTalk sends it again",
+        )
 
     def format(self, reply: Reply) -> dict[str, Any]:
         """The session-webhook payload; the OpenAPI takes the same text as `sampleText`."""

@@ -18,7 +18,7 @@ from bot.platforms.feishu.api import FeishuAPI
 from bot.platforms.feishu.crypto import DecryptError, callback_signature, decrypt
 from bot.platforms.feishu.settings import FeishuSettings
 from bot.platforms.feishu.websocket import ClientConfig, FeishuWebSocket
-from bot.platforms.longconn import LongConnection, open_connection
+from bot.platforms.longconn import LongConnection, open_connection, queue_frame
 
 log = logging.getLogger("bot.platforms.feishu")
 
@@ -144,25 +144,11 @@ class FeishuAdapter:
             policy.breaker_failures = config.reconnect_count
 
     async def _on_event(self, payload: bytes) -> bool:
-        try:
-            # Plain JSON over the long connection; decrypted too, should an Encrypt Key apply to it.
-            decoded = _event(self._plaintext(payload), self.deps.clock())
-        except WebhookRejected as exc:
-            # Answered all the same: an event that cannot be read would otherwise come back forever.
-            log.warning("feishu long-connection event skipped: %s", exc.message,
-                        extra={"labels.platform": self.name, "labels.reason": exc.reason})
-            if self.deps.metrics is not None:
-                self.deps.metrics.webhook_rejected.labels(self.name, exc.reason).inc()
-            return True
-        if decoded.kind != "message":
-            return True
-        try:
-            await self.deps.submit(self.name, decoded.messages)
-        except Exception as exc:
-            log.error("feishu event not queued (%s); answered 500 so Feishu pushes it again",
-                      type(exc).__name__, extra={"labels.platform": self.name})
-            return False
-        return True
+        # Plain JSON over the long connection; decrypted too, should an Encrypt Key apply to it.
+        return await queue_frame(
+            self.deps, self.name, lambda: _event(self._plaintext(payload), self.deps.clock()),
+            "feishu long-connection event", "answered 500 so Feishu pushes it again",
+        )
 
     def format(self, reply: Reply) -> dict[str, Any]:
         return {
