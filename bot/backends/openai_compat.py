@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -19,6 +19,7 @@ from bot.messages import Completion, Turn
 from servicekit.backoff import backoff_delay
 from servicekit.retry_after import parse_retry_after
 
+T = TypeVar("T")
 log = logging.getLogger("bot.backends")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 # Refusals of the request itself (too long, malformed): no other endpoint would take it either.
@@ -95,10 +96,16 @@ class OpenAICompatBackend:
         if not self.breaker.allow():
             raise BackendUnavailable("model circuit is open", retry_after=self.breaker.retry_after())
         body = orjson.dumps(self.build_payload(turns))
+        completion = await self._retrying(lambda: self._call_once(body))
+        self.breaker.record_success()
+        return completion
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call`, retrying what `_retry_delay` allows; a final failure counts against the breaker."""
         attempt = 0
         while True:
             try:
-                completion = await self._call_once(body)
+                return await call()
             except BackendError as exc:
                 delay = self._retry_delay(exc, attempt)
                 if delay is None:
@@ -109,9 +116,6 @@ class OpenAICompatBackend:
                     raise
                 attempt += 1
                 await asyncio.sleep(delay)
-                continue
-            self.breaker.record_success()
-            return completion
 
     async def stream(self, turns: Sequence[Turn]) -> AsyncGenerator[StreamItem, None]:
         """Ask for `stream: true` and hand out the answer as its chunks arrive."""
@@ -121,20 +125,7 @@ class OpenAICompatBackend:
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
         body = orjson.dumps(payload)
-        attempt = 0
-        while True:
-            try:
-                reader, first = await self._open_stream(body)
-            except BackendError as exc:
-                delay = self._retry_delay(exc, attempt)
-                if delay is None:
-                    if not exc.rate_limited:
-                        self.breaker.record_failure()
-                    raise
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            break
+        reader, first = await self._retrying(lambda: self._open_stream(body))
         finished = failed = False
         try:
             piece = first
