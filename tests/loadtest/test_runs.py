@@ -130,8 +130,9 @@ def test_the_step_profile_prints_the_knee_and_draws_rate_against_latency(
         results=tmp_path / "results",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"^knee: \d+ req/s \(offered 150; P99 \d+\.\d ms, errors 0\.00%\); no step broke a gate",
-                     result.stdout, re.M)
+    # A burst on a busy machine can cross the default chat limits: the share refused is then named.
+    assert re.search(r"^knee: \d+ req/s \(offered 150; P99 \d+\.\d ms, errors 0\.00%"
+                     r"(, \d+\.\d% refused by rate limits)?\); no step broke a gate", result.stdout, re.M), result.stdout
     run = only_run(tmp_path / "results")
     steps = json.loads((run / "summary.json").read_text())["steps"]
     assert [s["offered_rps"] for s in steps] == [50, 100, 150]
