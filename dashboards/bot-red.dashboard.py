@@ -139,7 +139,7 @@ dashboard = dashboard(
                     "{{backend}} {{kind}}")],
         ),
         timeseries(
-            "Queue depth", "Messages accepted and waiting for a worker, and replies waiting to be delivered.",
+            "Queue depth", "Messages accepted and waiting for a free model slot, and replies waiting to be delivered.",
             [target(f"sum by (queue) (bot_queue_depth{{{inst}}})", "{{queue}}")],
         ),
         timeseries(
