@@ -35,6 +35,7 @@ TELEGRAM = {"TELEGRAM_BOT_TOKEN": "123456:numbers", "TELEGRAM_SECRET_TOKEN": "nu
 RATE_LIMITS = """
 rules:
   - {name: greedy_client, routes: [/api/v1/chat], key: api_key, limits: [2/minute]}
+  - {name: callbacks_watch, platforms: [telegram], key: platform, limits: [1/hour], shadow: true}
 """
 # Panels read over a window longer than the whole test, so each rate is (count / window).
 WINDOW = "10m"
@@ -46,6 +47,9 @@ SAMPLED_SECONDS = 15.0
 RELATIVE_TOLERANCE = 0.05
 
 OK, MISTAKES, FAILURES, GREEDY, CALLBACKS = 240, 24, 20, 14, 8
+# The connection drill: one address holds the most connections it may (the traffic above never
+# comes near), a few more are refused, and every held one and a few half-sent heads time out.
+PER_CLIENT, OVER_CAP, HALF_HEADS, HEAD_TIMEOUT = 60, 7, 3, 3.0
 ROUNDS = (1000, 5000)  # the first update id of each traffic() round (births, then the counted load)
 
 
@@ -65,6 +69,7 @@ class Stack:
     prometheus: PrometheusServer
     healthy: str  # sidecar -> bot with the built-in model and Telegram on
     broken: str  # sidecar -> bot whose model endpoint is down: every chat is a 503
+    healthy_port: int
 
 
 @dataclass
@@ -96,7 +101,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     def sidecar(port: str, admin: str, upstream: str) -> dict[str, str]:
         return {"SIDECAR_PORT": str(ports[port]), "SIDECAR_ADMIN_PORT": str(ports[admin]),
                 "SIDECAR_UPSTREAM": upstream, "SIDECAR_RATE_LIMITS": str(rules), "SIDECAR_PROBE_INTERVAL": "0.2",
-                "SIDECAR_API_KEY_HASHES": key_digests()}
+                "SIDECAR_API_KEY_HASHES": key_digests(), "SIDECAR_MAX_CONNECTIONS_PER_CLIENT": str(PER_CLIENT),
+                "SIDECAR_HEADER_TIMEOUT": str(HEAD_TIMEOUT)}
 
     try:
         telegram_api = f"http://127.0.0.1:{ports['tg']}"
@@ -118,7 +124,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         }
         prometheus = PrometheusServer(binary, logs / "prometheus", targets, interval=SCRAPE)
         prometheus.start()
-        yield Stack(prometheus, f"http://127.0.0.1:{ports['sc']}", f"http://127.0.0.1:{ports['edge']}")
+        yield Stack(prometheus, f"http://127.0.0.1:{ports['sc']}", f"http://127.0.0.1:{ports['edge']}", ports["sc"])
     finally:
         if prometheus is not None:
             prometheus.stop()
@@ -267,6 +273,10 @@ def test_sidecar_panels_count_429s_apart_from_errors(stack: Stack, measured: See
         "Rate limited per second": (value(prometheus, panel("sidecar", "Rate limited per second")), GREEDY / WINDOW_SECONDS),
         "Rate limited by rule": (
             value(prometheus, panel("sidecar", "Rate limited by rule"), rule="greedy_client"), GREEDY / WINDOW_SECONDS),
+        # The births round spent the shadow rule's hour: every counted callback is a shadow hit, none refused.
+        "Rate limited by rule: shadow": (
+            value(prometheus, panel("sidecar", "Rate limited by rule", "B"), rule="callbacks_watch"),
+            3 * CALLBACKS / WINDOW_SECONDS),
         "Error ratio: stable": (
             value(prometheus, panel("sidecar", "Error ratio: canary vs stable"), upstream="stable"), FAILURES / answered),
         "Requests by upstream: stable": (
@@ -304,3 +314,67 @@ def test_availability_rules_and_slo_panels_read_the_5xx_share_at_the_edge(stack:
     wrong = {name: got for name, got in checks.items() if not close(*got)}
     assert not wrong, "(shown, expected): " + json.dumps(wrong, indent=1)
 
+
+@dataclass
+class Drill:
+    held_panel: float  # "Open client connections" while the drill held its connections
+
+
+@pytest.fixture(scope="module")
+def drilled(stack: Stack, measured: Seen) -> Drill:
+    """After the counted load: hold, overrun and time out connections from addresses of their own."""
+
+    async def drill() -> float:
+        async def connect(source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.open_connection("127.0.0.1", stack.healthy_port, local_addr=(source, 0))
+
+        held = [await connect("127.0.0.2") for _ in range(PER_CLIENT)]
+        over = [await connect("127.0.0.2") for _ in range(OVER_CAP)]
+        for reader, _ in over:  # refused at once: a 503, then the close
+            assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 503 ")
+        shown = wait_for_value(stack.prometheus, panel("sidecar", "Open client connections"), PER_CLIENT)
+        halves = [await connect("127.0.0.3") for _ in range(HALF_HEADS)]
+        for _, writer in halves:
+            writer.write(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+        for reader, _ in halves:  # a half-sent head is answered 408 at its deadline; a silent one just closed
+            assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 408 ")
+        for reader, _ in held:
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        for _, writer in held + over + halves:
+            writer.close()
+        return shown
+
+    shown = asyncio.run(drill())
+    wait_for_value(stack.prometheus, 'sum(sidecar_client_timeouts_total{phase="head"})', PER_CLIENT + HALF_HEADS)
+    time.sleep(1)  # the refusals were counted before the timeouts; a rule evaluation on the settled counts
+    return Drill(shown)
+
+
+def wait_for_value(prometheus: PrometheusServer, expr: str, want: float) -> float:
+    """Poll `expr` (one series) until it shows `want`; return what it showed last."""
+    deadline, shown = time.monotonic() + 20, None
+    while time.monotonic() < deadline:
+        result = prometheus.series(expr)
+        shown = float(result[0]["value"][1]) if len(result) == 1 else None
+        if shown is not None and shown >= want:
+            return shown
+        time.sleep(0.25)
+    raise AssertionError(f"{expr} showed {shown}, want {want}")
+
+
+def test_sidecar_panels_show_connections_held_refused_and_timed_out(stack: Stack, drilled: Drill) -> None:
+    prometheus = stack.prometheus
+    cut_off = panel("sidecar", "Connections refused and requests cut off", "B")
+    checks = {
+        "Open client connections": (drilled.held_panel, PER_CLIENT),
+        "refused: per_client": (
+            value(prometheus, panel("sidecar", "Connections refused and requests cut off"), reason="per_client"),
+            OVER_CAP / WINDOW_SECONDS),
+        "refused: max_connections": (
+            value(prometheus, panel("sidecar", "Connections refused and requests cut off"), reason="max_connections"), 0.0),
+        "timed out: head": (value(prometheus, cut_off, phase="head"), (PER_CLIENT + HALF_HEADS) / WINDOW_SECONDS),
+        "timed out: body": (value(prometheus, cut_off, phase="body"), 0.0),
+    }
+    wrong = {name: got for name, got in checks.items() if not close(*got)}
+    assert not wrong, "panel (shown, expected): " + json.dumps(wrong, indent=1)
+    assert value(prometheus, panel("sidecar", "Open client connections")) == 0  # all closed again
