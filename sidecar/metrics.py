@@ -24,6 +24,7 @@ PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 SHED_REASONS = ("max_in_flight", "upstream_down", "draining", "body_buffer")
 CONNECTION_REFUSALS = ("per_client", "max_connections")
 CLIENT_TIMEOUT_PHASES = ("head", "body")
+UPSTREAM_ERROR_KINDS = ("connect_timeout", "connect_refused", "reset", "read_timeout")
 PROBE_RESULTS = ("ok", "bad_status", "timeout", "refused")
 ROUTE_LABELS = (*KNOWN_ROUTES, OTHER.label, BLOCKED.label)
 
@@ -108,6 +109,8 @@ class SidecarMetrics:
             self.client_timeouts.labels(phase)
         for upstream in upstreams:
             self.upstream_up.labels(upstream)
+            for kind in UPSTREAM_ERROR_KINDS:
+                self.upstream_errors.labels(upstream, kind)
             for result in PROBE_RESULTS:
                 self.probes.labels(upstream, result)
             self.probe_duration.labels(upstream)

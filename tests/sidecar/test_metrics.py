@@ -39,6 +39,8 @@ def test_series_exist_at_zero_before_the_first_event_for_every_upstream() -> Non
         assert value("sidecar_ratelimited_total", {"rule": "chat_client", "upstream": upstream}) == 0
         assert value("sidecar_ratelimit_shadow_total", {"rule": "chat_client", "upstream": upstream}) == 0
         assert value("sidecar_ratelimit_errors_total", {"upstream": upstream}) == 0
+        for kind in ("connect_timeout", "connect_refused", "reset", "read_timeout"):
+            assert value("sidecar_upstream_errors_total", {"upstream": upstream, "kind": kind}) == 0
     assert value("sidecar_build_info", {"version": "0.1.0"}) == 1
     for reason in ("per_client", "max_connections"):
         assert value("sidecar_connections_refused_total", {"reason": reason}) == 0
