@@ -168,7 +168,8 @@ class FeishuAPI(FakePlatformAPI):
         limit = MAX_CARD_BODY if body.get("msg_type") == "interactive" else MAX_TEXT_BODY
         if len(request.body) > limit:
             return refusal(230025, "The length of the message content reaches its limit.")
-        # One message per uuid within an hour: a repeated uuid gets the message it already made.
+        # At most one message per uuid within an hour. What Feishu answers for the repeat is not documented;
+        # the stand-in gives the message the uuid already made.
         message_id = self._by_uuid.get(body.get("uuid")) or f"om_sent_{len(self.sent) + 1}"
         if message_id not in self.sent:
             self.sent[message_id] = Sent(str(body.get("msg_type")), str(body.get("content", "")))

@@ -489,16 +489,19 @@ async def test_updating_a_card_to_the_text_it_already_shows_succeeds(make_adapte
     assert len(api.calls(reply_path("om_9"))) == 1
 
 
-async def test_beginning_again_after_a_crash_finds_the_same_card(make_adapter: MakeAdapter) -> None:
+async def test_the_card_has_a_uuid_of_its_own_kept_across_a_crash(make_adapter: MakeAdapter) -> None:
     api = FeishuAPI()
     api.expect_reply("om_9")
     adapter = await streaming_adapter(make_adapter, api)
-    # Sent, then the process died before keeping the handle: the card's uuid brings back the same message.
-    first = await adapter.begin_reply(Reply(REPLY.inbound, "the …"))
-    assert await adapter.begin_reply(Reply(REPLY.inbound, "the whole …")) == first
-    # The plain reply sent when streaming broke off has a uuid of its own: it is not swallowed as a copy.
+    # Sent, then the process died before keeping the handle: the card is sent again with the same uuid,
+    # which Feishu sends at most once within an hour.
+    await adapter.begin_reply(Reply(REPLY.inbound, "the …"))
+    await adapter.begin_reply(Reply(REPLY.inbound, "the whole …"))
+    # The plain reply sent when streaming broke off has another: it is never dropped as the card's copy.
     await adapter.send(REPLY)
-    assert len(api.sent) == 2
+    first, again, plain = (call.json()["uuid"] for call in api.calls(reply_path("om_9")))
+    assert first == again != plain
+    assert plain == adapter.format(REPLY)["uuid"]
 
 
 @pytest.mark.parametrize("text", ["长" * 20_000, '"quoted" \\ ' * 4000, "😀" * 9000], ids=["cjk", "escapes", "emoji"])
