@@ -1,16 +1,18 @@
-"""Streamed answers end to end with real processes: the chat API through `python -m sidecar`, and Telegram replies
-edited as the model writes, a crash mid-stream included."""
+"""Streamed answers end to end with real processes: the chat API through `python -m sidecar`, and Telegram and
+Feishu replies edited as the model writes, a crash mid-stream included."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.bot.platforms.feishu import conftest as feishu
 from tests.support.bots import (
     TELEGRAM_HEADERS,
     TELEGRAM_SEND,
@@ -163,26 +165,82 @@ async def test_with_streaming_off_telegram_gets_the_whole_reply_in_one_message(
     assert api.calls(TELEGRAM_EDIT) == [] and "stream" not in model.requests[0]
 
 
-async def test_a_crash_mid_stream_ends_with_one_complete_reply_not_two(
-    bots: BotProcesses, aiohttp_server: Any
-) -> None:
+@dataclass
+class EditablePlatform:
+    """A platform whose messages can be edited, stood in for: how to ask the bot, and what it sent."""
+
+    env: dict[str, str]
+    ask: Callable[[str, str], Awaitable[None]]  # (bot base URL, text): the user's message, posted as the platform does
+    sent: Callable[[], list[str]]  # texts of the new messages, in order
+    edits: Callable[[], list[tuple[str, str]]]  # (message id, text) of every edit, in order
+
+
+async def telegram_platform(aiohttp_server: Any) -> EditablePlatform:
     api, api_url = await telegram_with_edits(aiohttp_server)
+
+    async def ask(base: str, text: str) -> None:
+        async with aiohttp.ClientSession(headers=TELEGRAM_HEADERS) as http, \
+                http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(9003, text, 9)) as resp:
+            assert resp.status == 200
+
+    return EditablePlatform(
+        {"TELEGRAM_API_BASE": api_url, "TELEGRAM_STREAM_REPLIES": "true"}, ask,
+        lambda: [call.json()["text"] for call in api.calls(TELEGRAM_SEND)],
+        lambda: [(str(call.json()["message_id"]), call.json()["text"]) for call in api.calls(TELEGRAM_EDIT)],
+    )
+
+
+async def feishu_platform(aiohttp_server: Any) -> EditablePlatform:
+    """Feishu's Open Platform stand-in: the reply with a card, and card updates (PATCH) checked as Feishu does."""
+    api = feishu.FeishuAPI()
+    api.expect_reply("om_question")
+    api_url = str((await aiohttp_server(api.app(), access_log=None)).make_url("")).rstrip("/")
+
+    async def ask(base: str, text: str) -> None:
+        body, headers = feishu.encrypted_callback(feishu.text_event("ev-crash", text, message_id="om_question"))
+        async with aiohttp.ClientSession() as http, http.post(base + "/feishu/event", data=body,
+                                                              headers=headers) as resp:
+            assert resp.status == 200
+
+    return EditablePlatform(
+        feishu.env(api_url) | {"FEISHU_STREAM_REPLIES": "true"}, ask,
+        lambda: [feishu.card_text(call.json()["content"]) for call in api.calls(feishu.reply_path("om_question"))],
+        lambda: [(call.path.rsplit("/", 1)[1], feishu.card_text(call.json()["content"]))
+                 for call in api.requests if call.method == "PATCH"],
+    )
+
+
+async def finished(platform: EditablePlatform, text: str) -> str:
+    """The id of the message edited into `text`, once it is."""
+    for _ in range(200):
+        done = [message for message, edited in platform.edits() if edited == text]
+        if done:
+            return done[-1]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no edit to {text!r}; edits: {platform.edits()}")
+
+
+@pytest.mark.parametrize("make_platform", [telegram_platform, feishu_platform], ids=["telegram", "feishu"])
+async def test_a_crash_mid_stream_ends_with_one_complete_reply_not_two(
+    bots: BotProcesses, aiohttp_server: Any,
+    make_platform: Callable[[Any], Awaitable[EditablePlatform]],
+) -> None:
+    platform = await make_platform(aiohttp_server)
     model = FakeModel(gate=asyncio.Event())
     model_server = await aiohttp_server(model.app())
-    env = {
-        "TELEGRAM_API_BASE": api_url, "MODEL_ENDPOINT": str(model_server.make_url("/v1")),
-        "TELEGRAM_STREAM_REPLIES": "true", "MODEL_MAX_RETRIES": "0",
-    }
+    env = {**platform.env, "MODEL_ENDPOINT": str(model_server.make_url("/v1")), "MODEL_MAX_RETRIES": "0"}
     first_bot, base = await bots.start(env, name="crashing")
-    async with aiohttp.ClientSession(headers=TELEGRAM_HEADERS) as http:
-        async with http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(9003, "survive this", 9)) as resp:
-            assert resp.status == 200
-    assert (await api.wait_for(TELEGRAM_SEND))[0].json()["text"] == "model …"
+    await platform.ask(base, "survive this")
+    for _ in range(200):
+        if platform.sent():
+            break
+        await asyncio.sleep(0.05)
+    assert platform.sent() == ["model …"]
     # Killed mid-answer: the message on the user's screen is half written, the job still queued.
     await asyncio.to_thread(first_bot.kill)
     assert model.gate is not None
     model.gate.set()
     await bots.start(env, name="crashing")  # the same queue file: the restarted process takes the job over
-    last = (await final_edit(api, "model reply 1: survive this")).json()
-    assert last["message_id"] == 77
-    assert len(api.calls(TELEGRAM_SEND)) == 1, "the retry finished the streamed message instead of sending another"
+    message = await finished(platform, "model reply 1: survive this")
+    assert {edited for edited, _ in platform.edits()} == {message}
+    assert len(platform.sent()) == 1, "the retry finished the streamed message instead of sending another"

@@ -12,7 +12,15 @@ import orjson
 
 from bot.errors import WebhookRejected
 from bot.messages import InboundMessage, Reply
-from bot.platforms.base import Decoded, OutboundLimit, PlatformDeps, Route, WebhookRequest, WebhookResponse
+from bot.platforms.base import (
+    Decoded,
+    DeliveryFailed,
+    OutboundLimit,
+    PlatformDeps,
+    Route,
+    WebhookRequest,
+    WebhookResponse,
+)
 from bot.platforms.checks import json_object, require_fresh, secrets_match
 from bot.platforms.feishu.api import FeishuAPI
 from bot.platforms.feishu.crypto import DecryptError, callback_signature, decrypt
@@ -27,11 +35,46 @@ ACK = WebhookResponse(body=b'{"msg":"success"}')
 _MENTION = re.compile(r"@_user_\d+|@_all")
 # Fixed, so a re-sent reply carries the same `uuid` and Feishu drops the copy (its window is 1 h).
 _REPLY_NAMESPACE = uuid.UUID("6f1c0e52-4a57-4d0e-9a34-0d1f6a0b7e21")
+# Feishu refuses a card message whose request body is over 30 KB (code 230025), on reply and update alike.
+MAX_CARD_BODY_BYTES = 30_000
+# Feishu's limit on updates of one message (the PATCH page: 单条消息更新频控为 5 QPS).
+MESSAGE_UPDATE_LIMIT = "5/second"
 
 
 def reply_uuid(event_id: str) -> str:
     """The reply's idempotency key, derived from the event id (at most 50 characters)."""
     return str(uuid.uuid5(_REPLY_NAMESPACE, f"feishu:{event_id}"))
+
+
+def card_uuid(event_id: str) -> str:
+    """The streamed card's idempotency key: its own, so the card never swallows the plain reply sent instead
+    when streaming broke off (Feishu keeps the first message of a uuid and drops later ones)."""
+    return str(uuid.uuid5(_REPLY_NAMESPACE, f"feishu-card:{event_id}"))
+
+
+def card_content(text: str) -> str:
+    """An updatable card (`update_multi`) showing `text` as plain text, as the `content` string Feishu takes.
+
+    Plain text, not lark_md: the model's words are shown as they are, never read as mentions or links.
+    The text is cut (ending in an ellipsis) where a reply carrying the card would pass Feishu's 30 KB.
+    """
+    def content(shown: str) -> str:
+        card = {"config": {"update_multi": True},
+                "elements": [{"tag": "div", "text": {"tag": "plain_text", "content": shown}}]}
+        return orjson.dumps(card).decode()
+
+    def fits(shown: str) -> bool:
+        # The reply body is the larger of the two requests that carry a card (update: content only).
+        body = {"msg_type": "interactive", "content": content(shown), "uuid": card_uuid("")}
+        return len(orjson.dumps(body)) <= MAX_CARD_BODY_BYTES
+
+    if fits(text):
+        return content(text)
+    low, high = 0, len(text)  # fits(text[:low] + "…") holds; fits(text[:high] + "…") does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(text[:middle] + "…") else (low, middle)
+    return content(text[:low] + "…")
 
 
 def strip_mentions(text: str, keys: list[str]) -> str:
@@ -162,8 +205,31 @@ class FeishuAdapter:
 
     def outbound_limits(self, reply: Reply) -> Sequence[OutboundLimit]:
         """The chat's budget and the app's, keyed by app id so two apps never share one."""
+        return self._budgets(reply.inbound)
+
+    def update_limits(self, message: InboundMessage) -> Sequence[OutboundLimit] | None:
+        """With FEISHU_STREAM_REPLIES: the chat's and the app's budgets, and Feishu's own limit on updates of
+        one message (one reply per inbound message, so the inbound message names it)."""
+        if not self.settings.stream_replies:
+            return None
+        return [*self._budgets(message),
+                OutboundLimit(f"feishu:{self.settings.app_id}:reply:{message.message_id}", MESSAGE_UPDATE_LIMIT)]
+
+    async def begin_reply(self, reply: Reply) -> str:
+        """Reply to the message, as `send` does, with an updatable card; its message id is the handle."""
+        body = {"msg_type": "interactive", "content": card_content(reply.text),
+                "uuid": card_uuid(reply.inbound.message_id)}
+        message_id = await self.api.reply(str(reply.inbound.reply_handle["message_id"]), body)
+        if message_id is None:
+            raise DeliveryFailed("feishu reply answered without data.message_id", retryable=False)
+        return message_id
+
+    async def update_reply(self, reply: Reply, handle: str) -> None:
+        await self.api.update_card(handle, card_content(reply.text))
+
+    def _budgets(self, message: InboundMessage) -> list[OutboundLimit]:
         app = f"feishu:{self.settings.app_id}"
-        return [OutboundLimit(f"{app}:chat:{reply.inbound.chat_id}", self.settings.outbound_chat_limit),
+        return [OutboundLimit(f"{app}:chat:{message.chat_id}", self.settings.outbound_chat_limit),
                 OutboundLimit(app, self.settings.outbound_app_limit)]
 
     def _plaintext(self, body: bytes) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Feishu Open Platform calls: the tenant_access_token, message replies, and custom-bot webhooks."""
+"""Feishu Open Platform calls: the tenant_access_token, message replies and card updates, and custom-bot webhooks."""
 
 from __future__ import annotations
 
@@ -21,10 +21,13 @@ TOKEN_INVALID = frozenset({99991661, 99991663, 99991668})
 RATE_LIMITED = frozenset({99991400, 230020, 11232})
 
 
-def failure(what: str, status: int, data: dict[str, Any]) -> DeliveryFailed:
+def failure(what: str, status: int, data: dict[str, Any], token: str | None = None) -> DeliveryFailed:
     """A Feishu error body as a DeliveryFailed: rate limits are retried, other refusals are not."""
     code = data.get("code", data.get("StatusCode"))
     message = str(data.get("msg", data.get("StatusMessage", "")))[:200]
+    if token:
+        # A bare tenant token ("t-…") echoed back has no name or "Bearer" before it for the scrubber to see.
+        message = message.replace(token, "***")
     return DeliveryFailed(f"feishu {what} failed: HTTP {status}, code {code}: {message}",
                           retryable=code in RATE_LIMITED)
 
@@ -49,21 +52,34 @@ class FeishuAPI:
             raise failure("tenant_access_token", status, data)
         return token, float(expire)
 
-    async def reply(self, message_id: str, body: dict[str, Any]) -> None:
-        """Answer a message (`im/v1/messages/{id}/reply`); raise DeliveryFailed unless code is 0."""
-        token = await self.tokens.get()
+    async def reply(self, message_id: str, body: dict[str, Any]) -> str | None:
+        """Answer a message (`im/v1/messages/{id}/reply`) and return the new message's id; raise DeliveryFailed."""
         url = f"{self.api_base}/open-apis/im/v1/messages/{quote(message_id, safe='')}/reply"
+        data = await self._call("POST", url, body, "reply")
+        answer = data.get("data")
+        new_id = answer.get("message_id") if isinstance(answer, dict) else None
+        return new_id if isinstance(new_id, str) and new_id else None
+
+    async def update_card(self, message_id: str, content: str) -> None:
+        """Replace the card of a message the app sent (`PATCH im/v1/messages/{id}`); raise DeliveryFailed.
+
+        The card is replaced whole, so sending the same card again is just another success.
+        """
+        url = f"{self.api_base}/open-apis/im/v1/messages/{quote(message_id, safe='')}"
+        await self._call("PATCH", url, {"content": content}, "card update")
+
+    async def _call(self, method: str, url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        token = await self.tokens.get()
         status, data = await request_json(
-            self.http, "POST", url, json=body, headers={"Authorization": f"Bearer {token}"}
+            self.http, method, url, json=body, headers={"Authorization": f"Bearer {token}"}
         )
         code = data.get("code")
         if code == 0:
-            return
+            return data
         if code in TOKEN_INVALID:
             self.tokens.invalidate()
             raise DeliveryFailed(f"feishu rejected the tenant_access_token (code {code})", retryable=True)
-        raise failure("reply", status, data)
-
+        raise failure(what, status, data, token)
 
 async def post_group_webhook(
     http: aiohttp.ClientSession, url: str, text: str, *, secret: str | None = None,

@@ -12,7 +12,7 @@ from bot.platforms.longconn import LongConnectionSettings
 
 class FeishuSettings(LongConnectionSettings):
     """FEISHU_APP_ID, FEISHU_APP_SECRET, FEISHU_VERIFICATION_TOKEN, FEISHU_ENCRYPT_KEY, FEISHU_API_BASE,
-    FEISHU_OUTBOUND_CHAT_LIMIT, FEISHU_OUTBOUND_APP_LIMIT, FEISHU_MODE and, in websocket mode, the
+    FEISHU_OUTBOUND_CHAT_LIMIT, FEISHU_OUTBOUND_APP_LIMIT, FEISHU_STREAM_REPLIES, FEISHU_MODE and, in websocket mode, the
     long-connection fields (FEISHU_SILENCE_SECONDS, FEISHU_RECONNECT_BASE_SECONDS, ...)."""
 
     app_id: str
@@ -30,6 +30,9 @@ class FeishuSettings(LongConnectionSettings):
     # 50/s and 1000/min per app; past them it refuses with 230020 or 99991400.
     outbound_chat_limit: RateLimits = "5/second"
     outbound_app_limit: RateLimits = "50/second;1000/minute"
+    # FEISHU_STREAM_REPLIES=true: reply with a card at the first words and update it as the model
+    # writes. Off by default: every update is one more Open Platform call.
+    stream_replies: bool = False
 
     @field_validator("api_base")
     @classmethod

@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +104,53 @@ def reply_path(message_id: str) -> str:
     return f"/open-apis/im/v1/messages/{message_id}/reply"
 
 
+def message_path(message_id: str) -> str:
+    """Where a message the app sent is updated (PATCH)."""
+    return f"/open-apis/im/v1/messages/{message_id}"
+
+
+def card_text(content: str) -> str:
+    """The text a card (a message's `content` string) shows, checked to be an updatable card."""
+    card = json.loads(content)
+    assert card["config"]["update_multi"] is True
+    [element] = card["elements"]
+    assert element["tag"] == "div" and element["text"]["tag"] == "plain_text"
+    return str(element["text"]["content"])
+
+
+# What the Open Platform documents for message bodies and card updates (im-v1/message/patch).
+MAX_TEXT_BODY = 150_000  # text messages: 150 KB (230025 past it)
+MAX_CARD_BODY = 30_000  # cards and rich text: 30 KB
+UPDATES_PER_SECOND = 5  # updates of one message (230020 past it)
+UPDATE_WINDOW = 14 * 86400  # a message can be updated for 14 days after it was sent (230031 after)
+
+
+@dataclass
+class Sent:
+    """A message the app sent: its type, its content as it reads now, and when it was sent."""
+
+    msg_type: str
+    content: str
+    sent_at: float = field(default_factory=time.time)
+    updates: deque[float] = field(default_factory=lambda: deque(maxlen=UPDATES_PER_SECOND))
+
+
+def refusal(code: int, msg: str) -> web.Response:
+    return web.json_response({"code": code, "msg": msg}, status=400)
+
+
 class FeishuAPI(FakePlatformAPI):
-    """The Open Platform: issues tenant tokens, accepts replies to any message id (scripted codes first)."""
+    """The Open Platform: issues tenant tokens, accepts replies to any message id (scripted codes first), and
+    updates the cards it sent, checking what Feishu documents: the token, the body, the card's `update_multi`
+    before and after, the size, five updates a second per message, the 14-day window."""
 
     def __init__(self, expire: int = 7200) -> None:
         super().__init__()
         self.expire = expire
         self.reply_codes: list[int] = []  # answered (one per reply) before code 0
+        self.update_codes: list[int] = []  # answered (one per card update) before the checks
+        self.sent: dict[str, Sent] = {}  # by message id
+        self._by_uuid: dict[str, str] = {}
         self.on("POST", TOKEN_PATH, lambda _req: web.json_response(
             {"code": 0, "msg": "ok", "tenant_access_token": TENANT_TOKEN, "expire": self.expire}
         ))
@@ -116,10 +158,53 @@ class FeishuAPI(FakePlatformAPI):
     def expect_reply(self, message_id: str) -> None:
         self.on("POST", reply_path(message_id), self._reply)
 
-    def _reply(self, _request: Recorded) -> web.Response:
+    def _reply(self, request: Recorded) -> web.Response:
         code = self.reply_codes.pop(0) if self.reply_codes else 0
-        return web.json_response({"code": code, "msg": "ok" if code == 0 else "scripted failure",
-                                  "data": {"message_id": "om_answer"}}, status=200 if code == 0 else 400)
+        if code != 0:
+            return refusal(code, "scripted failure")
+        if request.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
+            return refusal(99991663, "Invalid access token for authorization")
+        body = json.loads(request.body)
+        limit = MAX_CARD_BODY if body.get("msg_type") == "interactive" else MAX_TEXT_BODY
+        if len(request.body) > limit:
+            return refusal(230025, "The length of the message content reaches its limit.")
+        # At most one message per uuid within an hour. What Feishu answers for the repeat is not documented;
+        # the stand-in gives the message the uuid already made.
+        message_id = self._by_uuid.get(body.get("uuid")) or f"om_sent_{len(self.sent) + 1}"
+        if message_id not in self.sent:
+            self.sent[message_id] = Sent(str(body.get("msg_type")), str(body.get("content", "")))
+            self._by_uuid[body.get("uuid")] = message_id
+            self.on("PATCH", message_path(message_id), self._update)
+        return web.json_response({"code": 0, "msg": "success", "data": {"message_id": message_id}})
+
+    def _update(self, request: Recorded) -> web.Response:
+        message = self.sent[request.path.rsplit("/", 1)[1]]
+        if self.update_codes:
+            return refusal(self.update_codes.pop(0), "scripted failure")
+        if request.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
+            return refusal(99991663, "Invalid access token for authorization")
+        if not request.headers.get("Content-Type", "").startswith("application/json"):
+            return refusal(230001, "Content-Type must be application/json; charset=utf-8")
+        body = json.loads(request.body)
+        if not isinstance(body, dict) or not isinstance(body.get("content"), str):
+            return refusal(230001, "content is required and must be a string")
+        if len(request.body) > MAX_CARD_BODY:
+            return refusal(230025, "The length of the message content reaches its limit.")
+        if time.time() - message.sent_at > UPDATE_WINDOW:
+            return refusal(230031, "Message can only be modified within 14 days after sending.")
+        # Only shared cards are updated, and the card must say so before and after (Feishu documents the
+        # rule, not its code; 230001 is its code for an invalid parameter).
+        if message.msg_type != "interactive":
+            return refusal(230001, "only a card (msg_type interactive) can be updated")
+        for card in (json.loads(message.content), json.loads(body["content"])):
+            if not isinstance(card, dict) or card.get("config", {}).get("update_multi") is not True:
+                return refusal(230001, "only a card with config.update_multi true can be updated")
+        now = time.monotonic()
+        if len(message.updates) == UPDATES_PER_SECOND and now - message.updates[0] < 1.0:
+            return refusal(230020, "This operation triggers the frequency limit.")
+        message.updates.append(now)
+        message.content = body["content"]
+        return web.json_response({"code": 0, "msg": "success", "data": {}})
 
 
 def env(base: str) -> dict[str, str]:

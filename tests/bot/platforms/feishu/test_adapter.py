@@ -5,16 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
+from lark_oapi.api.im.v1 import (
+    PatchMessageRequest,
+    PatchMessageRequestBody,
+    ReplyMessageRequest,
+    ReplyMessageRequestBody,
+)
+from lark_oapi.core.http.transport import _build_url
+from lark_oapi.core.json import JSON as LarkJSON
 from multidict import CIMultiDict
 
+from bot.delivery.worker import STREAM_UPDATE_INTERVAL
 from bot.keys import adapters_key
 from bot.messages import InboundMessage, Reply
-from bot.platforms.base import WebhookRequest
+from bot.platforms.base import DeliveryFailed, StreamedReplies, WebhookRequest
+from bot.platforms.feishu import plugin
+from bot.platforms.feishu.adapter import FeishuAdapter, card_content
 from tests.bot.conftest import sample
 from tests.bot.platforms.feishu.conftest import (
     APP_ID,
@@ -25,25 +37,31 @@ from tests.bot.platforms.feishu.conftest import (
     TOKEN,
     TOKEN_PATH,
     FeishuAPI,
+    card_text,
     encrypt,
     encrypted_callback,
     env,
     env_without_encrypt_key,
     event,
     lark_status,
+    message_path,
     reply_path,
     sign,
     text_event,
 )
 from tests.bot.platforms.harness import (
+    MakeAdapter,
     PlatformLoop,
     StartPlatform,
     assert_answered_once,
     assert_nothing_leaks,
     assert_rejected,
     capture_everything,
+    make_adapter,  # noqa: F401  (fixture)
     until,
 )
+from tests.support.fake_model import FakeModel
+from tests.support.fake_platform import FakePlatformAPI
 
 BUILT_IN = "[built-in responder] turn 1: you said: "
 
@@ -333,3 +351,222 @@ async def test_every_chat_of_the_app_draws_on_the_apps_budget(start_platform: St
     await until(lambda: sample(loop.registry, "bot_outbound_shaped_total", platform="feishu") >= 1
                 and attempts(loop, "delivered") == 2)
     assert len([call for call in api.requests if "/om_app_" in call.path]) == 2
+
+
+# Streamed replies (FEISHU_STREAM_REPLIES): a card replying to the message at the first words, then
+# updated (PATCH im/v1/messages/{id}) as the model writes; the finished answer is the last update.
+
+HELD = "model …"  # the model's first word, shown while it is held before the rest
+WHOLE = "model reply 1: hello"
+
+
+async def model_at(aiohttp_server: Any, *, gated: bool) -> tuple[FakeModel, str]:
+    model = FakeModel(gate=asyncio.Event() if gated else None)
+    return model, str((await aiohttp_server(model.app())).make_url("/v1"))
+
+
+def streaming(model_url: str, **more: str) -> Callable[[str], dict[str, str]]:
+    return lambda base: env(base) | {"FEISHU_STREAM_REPLIES": "true", "MODEL_ENDPOINT": model_url, **more}
+
+
+def lark_reply(target: str, body: dict[str, Any]) -> tuple[str, str, Any]:
+    """The method, path and JSON body lark-oapi sends for this reply."""
+    request = ReplyMessageRequest.builder().message_id(target).request_body(
+        ReplyMessageRequestBody.builder().msg_type(body["msg_type"]).content(body["content"]).uuid(body["uuid"])
+        .build()).build()
+    return request.http_method.name, _build_url("", request.uri, request.paths), json.loads(
+        LarkJSON.marshal(request.body))
+
+
+def lark_update(message_id: str, content: str) -> tuple[str, str, Any]:
+    """The method, path and JSON body lark-oapi sends for this card update."""
+    request = PatchMessageRequest.builder().message_id(message_id).request_body(
+        PatchMessageRequestBody.builder().content(content).build()).build()
+    return request.http_method.name, _build_url("", request.uri, request.paths), json.loads(
+        LarkJSON.marshal(request.body))
+
+
+def as_sent(call: Any) -> tuple[str, str, Any]:
+    return call.method, call.path, call.json()
+
+
+async def test_with_streaming_off_the_answer_is_one_text_reply_as_before(
+    start_platform: StartPlatform, api: FeishuAPI, aiohttp_server: Any
+) -> None:
+    model, model_url = await model_at(aiohttp_server, gated=False)
+    loop = await start_platform("feishu", lambda base: env(base) | {"MODEL_ENDPOINT": model_url}, api)
+    await answer(loop, "ev-whole", "hello", "om_whole")
+    await until(lambda: attempts(loop, "delivered") == 1)
+    [sent] = api.calls(reply_path("om_whole"))
+    assert sent.json()["msg_type"] == "text" and json.loads(sent.json()["content"]) == {"text": WHOLE}
+    assert [call for call in api.requests if call.method == "PATCH"] == []
+    assert "stream" not in model.requests[0]
+    adapter = loop.client.app[adapters_key]["feishu"]
+    assert isinstance(adapter, StreamedReplies) and adapter.update_limits(REPLY.inbound) is None
+
+
+async def test_a_streamed_reply_is_a_card_at_the_first_words_then_updated_into_the_whole_answer(
+    start_platform: StartPlatform, api: FeishuAPI, aiohttp_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture_everything(caplog)
+    model, model_url = await model_at(aiohttp_server, gated=True)
+    loop = await start_platform("feishu", streaming(model_url), api)
+    await answer(loop, "ev-stream", "hello", "om_question")
+    [first] = await api.wait_for(reply_path("om_question"))
+    # On the user's screen while the model is still held after its first word.
+    assert first.json()["msg_type"] == "interactive" and card_text(first.json()["content"]) == HELD
+    assert model.streams_finished == 0
+    assert as_sent(first) == lark_reply("om_question", first.json())
+    [card] = api.sent
+    # The next words come after an update is due (one a second at most): the card shows them before the end.
+    await asyncio.sleep(STREAM_UPDATE_INTERVAL + 0.2)
+    assert model.gate is not None
+    model.gate.set()
+    await until(lambda: attempts(loop, "delivered") == 1)
+    updates = api.calls(message_path(card))
+    assert len(updates) >= 2
+    assert card_text(updates[0].json()["content"]).endswith(" …") and card_text(updates[0].json()["content"]) != HELD
+    assert card_text(updates[-1].json()["content"]) == card_text(api.sent[card].content) == WHOLE
+    assert all(as_sent(update) == lark_update(card, update.json()["content"]) for update in updates)
+    assert {update.headers["Authorization"] for update in updates} == {f"Bearer {TENANT_TOKEN}"}
+    assert len(api.calls(reply_path("om_question"))) == 1, "one message, updated; never a second one"
+    assert sample(loop.registry, "bot_first_token_seconds_count", platform="feishu") == 1
+    assert_nothing_leaks(SECRETS, caplog, loop.metrics_text())
+
+
+async def test_an_update_without_room_in_the_budgets_is_skipped_and_the_whole_answer_still_arrives(
+    start_platform: StartPlatform, api: FeishuAPI, aiohttp_server: Any
+) -> None:
+    model, model_url = await model_at(aiohttp_server, gated=True)
+    # The card spends the chat's budget; the update due a second later finds no room in it.
+    loop = await start_platform("feishu", streaming(model_url, FEISHU_OUTBOUND_CHAT_LIMIT="1/3second"), api)
+    await answer(loop, "ev-tight", "hello", "om_tight")
+    await api.wait_for(reply_path("om_tight"))
+    [card] = api.sent
+    await asyncio.sleep(STREAM_UPDATE_INTERVAL + 0.2)
+    assert model.gate is not None
+    model.gate.set()
+    await until(lambda: attempts(loop, "delivered") == 1, timeout=10)
+    [final] = api.calls(message_path(card))  # the skipped update left no call behind; the finished text did
+    assert card_text(final.json()["content"]) == WHOLE
+    assert sample(loop.registry, "bot_outbound_shaped_total", platform="feishu") >= 1
+    assert attempts(loop, "retry") == 0
+
+
+# The adapter on its own: budgets, what an update may meet, errors.
+
+REPLY = Reply(InboundMessage("feishu", "ev-9", "oc_9", "ou_9", "hi", 0.0, {"message_id": "om_9", "chat_id": "oc_9"}),
+              "the whole answer")
+
+
+async def streaming_adapter(make_adapter: MakeAdapter, api: FeishuAPI | None) -> FeishuAdapter:
+    adapter = await make_adapter(plugin, lambda base: env(base) | {"FEISHU_STREAM_REPLIES": "true"}, api)
+    assert isinstance(adapter, FeishuAdapter) and isinstance(adapter, StreamedReplies)
+    return adapter
+
+
+async def test_updates_draw_on_the_chat_and_app_budgets_and_feishus_five_a_second_per_message(
+    make_adapter: MakeAdapter
+) -> None:
+    adapter = await streaming_adapter(make_adapter, None)
+    limits = adapter.update_limits(REPLY.inbound)
+    assert limits is not None
+    assert [(key, rate) for key, rate in limits] == [
+        (f"feishu:{APP_ID}:chat:oc_9", "5/second"), (f"feishu:{APP_ID}", "50/second;1000/minute"),
+        (f"feishu:{APP_ID}:reply:ev-9", "5/second"),
+    ]
+    assert all(APP_SECRET not in key for key, _ in limits)
+
+
+async def test_updating_a_card_to_the_text_it_already_shows_succeeds(make_adapter: MakeAdapter) -> None:
+    api = FeishuAPI()
+    api.expect_reply("om_9")
+    adapter = await streaming_adapter(make_adapter, api)
+    handle = await adapter.begin_reply(Reply(REPLY.inbound, "the whole …"))
+    await adapter.update_reply(REPLY, handle)
+    await adapter.update_reply(REPLY, handle)  # a retry after a crash sends the finished text again
+    assert card_text(api.sent[handle].content) == "the whole answer"
+    assert len(api.calls(reply_path("om_9"))) == 1
+
+
+async def test_the_card_has_a_uuid_of_its_own_kept_across_a_crash(make_adapter: MakeAdapter) -> None:
+    api = FeishuAPI()
+    api.expect_reply("om_9")
+    adapter = await streaming_adapter(make_adapter, api)
+    # Sent, then the process died before keeping the handle: the card is sent again with the same uuid,
+    # which Feishu sends at most once within an hour.
+    await adapter.begin_reply(Reply(REPLY.inbound, "the …"))
+    await adapter.begin_reply(Reply(REPLY.inbound, "the whole …"))
+    # The plain reply sent when streaming broke off has another: it is never dropped as the card's copy.
+    await adapter.send(REPLY)
+    first, again, plain = (call.json()["uuid"] for call in api.calls(reply_path("om_9")))
+    assert first == again != plain
+    assert plain == adapter.format(REPLY)["uuid"]
+
+
+@pytest.mark.parametrize("text", ["长" * 20_000, '"quoted" \\ ' * 4000, "😀" * 9000], ids=["cjk", "escapes", "emoji"])
+async def test_an_answer_too_long_for_a_card_is_cut_to_feishus_30_kb(make_adapter: MakeAdapter, text: str) -> None:
+    api = FeishuAPI()
+    api.expect_reply("om_9")
+    adapter = await streaming_adapter(make_adapter, api)
+    handle = await adapter.begin_reply(Reply(REPLY.inbound, text))
+    await adapter.update_reply(Reply(REPLY.inbound, text + "!"), handle)
+    shown = card_text(api.sent[handle].content)
+    assert shown.endswith("…") and text.startswith(shown[:-1])
+    assert len(shown) > len(text) // 3  # cut near the limit, not far below it
+
+
+@pytest.mark.parametrize(("code", "retryable"), [
+    (230020, True),  # five updates a second on one message, or the chat's limit
+    (99991400, True),  # the app's request limit
+    (230031, False),  # more than 14 days after the message was sent
+    (230011, False),  # the message was recalled
+    (230025, False),  # too long
+])
+async def test_a_refused_update_fails_retryable_only_when_feishu_says_try_later(
+    make_adapter: MakeAdapter, code: int, retryable: bool
+) -> None:
+    api = FeishuAPI()
+    api.expect_reply("om_9")
+    adapter = await streaming_adapter(make_adapter, api)
+    handle = await adapter.begin_reply(REPLY)
+    api.update_codes = [code]
+    with pytest.raises(DeliveryFailed) as failure:
+        await adapter.update_reply(REPLY, handle)
+    assert failure.value.retryable is retryable and str(code) in failure.value.reason
+
+
+async def test_the_stand_in_holds_the_rules_feishu_documents_for_updates(make_adapter: MakeAdapter) -> None:
+    api = FeishuAPI()
+    api.expect_reply("om_9")
+    adapter = await streaming_adapter(make_adapter, api)
+    text_message = await adapter.api.reply("om_9", {"msg_type": "text", "content": '{"text": "x"}', "uuid": "u-1"})
+    assert text_message is not None
+    card = await adapter.begin_reply(REPLY)
+    for refused in (
+        adapter.api.update_card(text_message, card_content("not a card")),  # only cards are updated
+        adapter.api.update_card(card, '{"elements": []}'),  # the new card must keep update_multi
+    ):
+        with pytest.raises(DeliveryFailed, match="230001"):
+            await refused
+    for _ in range(5):
+        await adapter.update_reply(REPLY, card)
+    with pytest.raises(DeliveryFailed, match="230020") as sixth:
+        await adapter.update_reply(REPLY, card)  # a sixth update within the second
+    assert sixth.value.retryable
+    api.sent[card].sent_at -= 15 * 86400
+    api.sent[card].updates.clear()
+    with pytest.raises(DeliveryFailed, match="230031"):
+        await adapter.update_reply(REPLY, card)
+
+
+async def test_a_token_echoed_in_a_refusal_never_reaches_the_failure(make_adapter: MakeAdapter) -> None:
+    api = FakePlatformAPI()
+    api.on("POST", TOKEN_PATH, {"code": 0, "tenant_access_token": TENANT_TOKEN, "expire": 7200})
+    api.on("PATCH", message_path("om_card"), lambda _req: web.json_response(
+        {"code": 230001, "msg": f"invalid request: token {TENANT_TOKEN} header Bearer {TENANT_TOKEN}"}, status=400))
+    adapter = await make_adapter(plugin, env, api)
+    assert isinstance(adapter, FeishuAdapter)
+    with pytest.raises(DeliveryFailed) as failure:
+        await adapter.update_reply(REPLY, "om_card")
+    assert TENANT_TOKEN not in failure.value.reason and not failure.value.retryable
