@@ -310,7 +310,7 @@ class DeliveryWorkers:
                     continue
                 if self.shaper is not None and await self.shaper.acquire(limits) > 0:
                     continue
-                partial = Reply(message, "".join(parts) + STILL_WRITING)
+                partial = Reply(message, "".join(parts) + STILL_WRITING, partial=True)
                 try:
                     if stream.handle is None:
                         stream.handle = await adapter.begin_reply(partial)
