@@ -1,16 +1,27 @@
-"""Streamed answers end to end with real processes: the chat API through `python -m sidecar`, and Telegram replies
-edited as the model writes, a crash mid-stream included."""
+"""Streamed answers end to end with real processes: the chat API through `python -m sidecar`, Telegram replies
+edited as the model writes, and a crash mid-stream that ends with one complete reply (Telegram, DingTalk cards)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.bot.platforms.dingtalk.cards import CREATE_AND_DELIVER_PATH
+from tests.bot.platforms.dingtalk.conftest import (
+    CARD_TEMPLATE,
+    SESSION_PATH,
+    DingTalkAPI,
+    callback,
+    live_session,
+    payload,
+)
+from tests.bot.platforms.dingtalk.conftest import env as dingtalk_env
 from tests.support.bots import (
     TELEGRAM_HEADERS,
     TELEGRAM_SEND,
@@ -163,26 +174,77 @@ async def test_with_streaming_off_telegram_gets_the_whole_reply_in_one_message(
     assert api.calls(TELEGRAM_EDIT) == [] and "stream" not in model.requests[0]
 
 
-async def test_a_crash_mid_stream_ends_with_one_complete_reply_not_two(
-    bots: BotProcesses, aiohttp_server: Any
-) -> None:
+@dataclass
+class StreamedPlatform:
+    """One platform's streamed replies against its stand-in, as the crash test drives and reads them."""
+
+    env: dict[str, str]
+    ask: Callable[[aiohttp.ClientSession, str, str], Awaitable[None]]  # (http, bot base, text)
+    first_text: Callable[[], Awaitable[str]]  # what the user sees first, once it is there
+    finished: Callable[[str], Awaitable[None]]  # until the one message reads `text`, finished
+    messages: Callable[[], int]  # messages (or cards) the user got
+
+
+async def telegram_streaming(aiohttp_server: Any) -> StreamedPlatform:
     api, api_url = await telegram_with_edits(aiohttp_server)
+
+    async def ask(http: aiohttp.ClientSession, base: str, text: str) -> None:
+        async with http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(9003, text, 9),
+                             headers=TELEGRAM_HEADERS) as resp:
+            assert resp.status == 200
+
+    async def first_text() -> str:
+        return str((await api.wait_for(TELEGRAM_SEND))[0].json()["text"])
+
+    async def finished(text: str) -> None:
+        assert (await final_edit(api, text)).json()["message_id"] == 77
+
+    return StreamedPlatform({"TELEGRAM_API_BASE": api_url, "TELEGRAM_STREAM_REPLIES": "true"}, ask, first_text,
+                            finished, lambda: len(api.calls(TELEGRAM_SEND)))
+
+
+async def dingtalk_streaming(aiohttp_server: Any) -> StreamedPlatform:
+    api = DingTalkAPI()
+    api_url = str((await aiohttp_server(api.app())).make_url("")).rstrip("/")
+
+    async def ask(http: aiohttp.ClientSession, base: str, text: str) -> None:
+        body, headers = callback(payload("text_group", **live_session(api_url), text={"content": text}))
+        async with http.post(base + "/dingtalk/callback", data=body, headers=headers) as resp:
+            assert resp.status == 200
+
+    async def first_text() -> str:
+        return str((await api.wait_for(CREATE_AND_DELIVER_PATH))[0].json()["cardData"]["cardParamMap"]["content"])
+
+    async def finished(text: str) -> None:
+        async def done() -> bool:
+            return bool(api.cards.cards) and api.cards.only().finalized
+
+        await eventually(done, timeout=15, what="the card finalized")
+        assert api.cards.only().params["content"] == text
+
+    return StreamedPlatform(
+        dingtalk_env(api_url) | {"DINGTALK_STREAM_REPLIES": "true", "DINGTALK_CARD_TEMPLATE_ID": CARD_TEMPLATE},
+        ask, first_text, finished,
+        lambda: len(api.calls(CREATE_AND_DELIVER_PATH)) + len(api.calls(SESSION_PATH)),
+    )
+
+
+@pytest.mark.parametrize("platform", [telegram_streaming, dingtalk_streaming])
+async def test_a_crash_mid_stream_ends_with_one_complete_reply_not_two(
+    bots: BotProcesses, aiohttp_server: Any, platform: Callable[[Any], Awaitable[StreamedPlatform]]
+) -> None:
+    streamed = await platform(aiohttp_server)
     model = FakeModel(gate=asyncio.Event())
     model_server = await aiohttp_server(model.app())
-    env = {
-        "TELEGRAM_API_BASE": api_url, "MODEL_ENDPOINT": str(model_server.make_url("/v1")),
-        "TELEGRAM_STREAM_REPLIES": "true", "MODEL_MAX_RETRIES": "0",
-    }
+    env = {**streamed.env, "MODEL_ENDPOINT": str(model_server.make_url("/v1")), "MODEL_MAX_RETRIES": "0"}
     first_bot, base = await bots.start(env, name="crashing")
-    async with aiohttp.ClientSession(headers=TELEGRAM_HEADERS) as http:
-        async with http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(9003, "survive this", 9)) as resp:
-            assert resp.status == 200
-    assert (await api.wait_for(TELEGRAM_SEND))[0].json()["text"] == "model …"
+    async with aiohttp.ClientSession() as http:
+        await streamed.ask(http, base, "survive this")
+    assert await streamed.first_text() == "model …"
     # Killed mid-answer: the message on the user's screen is half written, the job still queued.
     await asyncio.to_thread(first_bot.kill)
     assert model.gate is not None
     model.gate.set()
     await bots.start(env, name="crashing")  # the same queue file: the restarted process takes the job over
-    last = (await final_edit(api, "model reply 1: survive this")).json()
-    assert last["message_id"] == 77
-    assert len(api.calls(TELEGRAM_SEND)) == 1, "the retry finished the streamed message instead of sending another"
+    await streamed.finished("model reply 1: survive this")
+    assert streamed.messages() == 1, "the retry finished the streamed message instead of sending another"
