@@ -133,6 +133,21 @@ async def test_with_no_room_for_the_card_itself_the_reply_goes_whole_as_today(
     assert len(api.cards.cards) == 1
 
 
+async def test_a_card_dingtalk_refuses_to_create_leaves_the_reply_to_go_whole_as_today(
+    start_platform: StartPlatform, api: DingTalkAPI, aiohttp_server: Any
+) -> None:
+    model = FakeModel()
+    url = await model_url(aiohttp_server, model)
+    loop = await start_platform("dingtalk", lambda base: streaming_env(base) | {"MODEL_ENDPOINT": url}, api)
+    # The app lacks the card permission: DingTalk refuses the card, the user still gets the answer.
+    api.cards.scripted.append((403, {"code": "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+                                     "message": "no permission: Card.Instance.Write"}))
+    await ask(loop, api)
+    [sent] = await api.wait_for(SESSION_PATH)
+    assert sent.json()["text"]["content"] == GROUP_TEXT
+    assert api.cards.cards == {} and api.calls(STREAMING_PATH) == []
+
+
 # The adapter alone: request shapes against dingtalk_stream's own AICardReplier, retries, failures.
 
 class _SDKClient:
