@@ -83,7 +83,7 @@ class DingTalkAPI:
 
     async def send_to_user(self, robot_code: str, staff_id: str, text: str) -> None:
         """A one-to-one message (`robot/oToMessages/batchSend`)."""
-        data = await self._post("/v1.0/robot/oToMessages/batchSend", {
+        data = await self._call("/v1.0/robot/oToMessages/batchSend", {
             "robotCode": robot_code, "userIds": [staff_id], **_sample_text(text),
         })
         if data.get("flowControlledStaffIdList"):
@@ -93,13 +93,13 @@ class DingTalkAPI:
 
     async def send_to_group(self, robot_code: str, open_conversation_id: str, text: str) -> None:
         """A group message (`robot/groupMessages/send`)."""
-        await self._post("/v1.0/robot/groupMessages/send", {
+        await self._call("/v1.0/robot/groupMessages/send", {
             "robotCode": robot_code, "openConversationId": open_conversation_id, **_sample_text(text),
         })
 
     async def create_and_deliver_card(self, body: dict[str, Any]) -> None:
         """Create a card and deliver it to its open space (`card/instances/createAndDeliver`)."""
-        data = await self._post(CREATE_AND_DELIVER_PATH, body)
+        data = await self._call(CREATE_AND_DELIVER_PATH, body)
         _card_outcome("createAndDeliver", data)
         result = data.get("result")
         delivered = result.get("deliverResults") if isinstance(result, dict) else None
@@ -111,9 +111,9 @@ class DingTalkAPI:
 
     async def stream_card(self, body: dict[str, Any]) -> None:
         """Write one variable of a card (`PUT card/streaming`)."""
-        _card_outcome("card streaming", await self._post(STREAMING_PATH, body, method="PUT"))
+        _card_outcome("card streaming", await self._call(STREAMING_PATH, body, method="PUT"))
 
-    async def _post(self, path: str, body: dict[str, Any], method: str = "POST") -> dict[str, Any]:
+    async def _call(self, path: str, body: dict[str, Any], method: str = "POST") -> dict[str, Any]:
         token = await self.tokens.get()
         status, data = await request_json(
             self.http, method, self.api_base + path, json=body, headers={"x-acs-dingtalk-access-token": token}

@@ -39,8 +39,8 @@ class DingTalkSettings(LongConnectionSettings):
     # rate for one card, so this mirrors the robot's 20 a minute (a long answer moves every 3 s).
     stream_update_limit: RateLimits = "20/minute"
     # Per app: 20 server-API calls a second on the standard edition, and a share of the organisation's
-    # monthly API quota (10,000 metered calls on the free edition), so the finishing touches of
-    # answers never spend all of it. Past either, updates are skipped; finished replies still go.
+    # monthly metered-API quota (10,000 in DingTalk's own example of the limit), so updates of answers
+    # in progress never spend all of it. Past either, updates are skipped; finished replies still go.
     stream_update_quota: RateLimits = "20/second;5000/month"
     # DINGTALK_STREAM_REPLIES=true: a reply starts as an AI card early and grows as the model writes.
     # Off by default: every update is an OpenAPI call, and it needs a card template set up first.
