@@ -54,3 +54,5 @@ class Reply:
 
     inbound: InboundMessage
     text: str
+    # True for an update of a streamed reply while the model is still writing; the finished reply is not partial.
+    partial: bool = False

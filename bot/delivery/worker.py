@@ -310,13 +310,14 @@ class DeliveryWorkers:
                     continue
                 if self.shaper is not None and await self.shaper.acquire(limits) > 0:
                     continue
-                partial = Reply(message, "".join(parts) + STILL_WRITING)
+                partial = Reply(message, "".join(parts) + STILL_WRITING, partial=True)
                 try:
                     if stream.handle is None:
                         stream.handle = await adapter.begin_reply(partial)
-                        self.metrics.first_token.labels(message.platform).observe(
-                            max(0.0, self._clock() - message.received_at))
+                        shown_after = max(0.0, self._clock() - message.received_at)
                         await self.queue.save_stream_handle(job.id, stream.handle)
+                        # Counted once the message is known to the queue: a retry finishes it, never sends another.
+                        self.metrics.first_token.labels(message.platform).observe(shown_after)
                     else:
                         await adapter.update_reply(partial, stream.handle)
                 except (DeliveryFailed, DependencyUnavailable) as exc:

@@ -213,7 +213,8 @@ class StreamedReplies(Protocol):
         """Make message `handle` read `reply.text`. Raise DeliveryFailed.
 
         Must succeed when the message already reads that text: a retry after a crash sends the
-        finished text again.
+        finished text again. `reply.partial` is False for the finished text, which may close the
+        message to further edits (a streaming card's end).
         """
         ...
 

@@ -1,5 +1,6 @@
-"""Streamed answers end to end with real processes: the chat API through `python -m sidecar`, and Telegram and
-Feishu replies edited as the model writes, a crash mid-stream included."""
+"""Streamed answers end to end with real processes: the chat API through `python -m sidecar`, Telegram replies
+edited as the model writes, and a crash mid-stream that ends with one complete reply (Telegram, Feishu and
+DingTalk cards)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.bot.platforms.dingtalk.cards import CREATE_AND_DELIVER_PATH
+from tests.bot.platforms.dingtalk.conftest import (
+    CARD_TEMPLATE,
+    SESSION_PATH,
+    DingTalkAPI,
+    callback,
+    live_session,
+    payload,
+)
+from tests.bot.platforms.dingtalk.conftest import env as dingtalk_env
 from tests.bot.platforms.feishu import conftest as feishu
 from tests.support.bots import (
     TELEGRAM_HEADERS,
@@ -166,81 +177,107 @@ async def test_with_streaming_off_telegram_gets_the_whole_reply_in_one_message(
 
 
 @dataclass
-class EditablePlatform:
-    """A platform whose messages can be edited, stood in for: how to ask the bot, and what it sent."""
+class StreamedPlatform:
+    """One platform's streamed replies against its stand-in, as the crash test drives and reads them."""
 
     env: dict[str, str]
-    ask: Callable[[str, str], Awaitable[None]]  # (bot base URL, text): the user's message, posted as the platform does
-    sent: Callable[[], list[str]]  # texts of the new messages, in order
-    edits: Callable[[], list[tuple[str, str]]]  # (message id, text) of every edit, in order
+    ask: Callable[[aiohttp.ClientSession, str, str], Awaitable[None]]  # (http, bot base, text)
+    first_text: Callable[[], Awaitable[str]]  # what the user sees first, once it is there
+    finished: Callable[[str], Awaitable[None]]  # until the one message reads `text`, finished
+    messages: Callable[[], int]  # messages (or cards) the user got
 
 
-async def telegram_platform(aiohttp_server: Any) -> EditablePlatform:
+async def telegram_streaming(aiohttp_server: Any) -> StreamedPlatform:
     api, api_url = await telegram_with_edits(aiohttp_server)
 
-    async def ask(base: str, text: str) -> None:
-        async with aiohttp.ClientSession(headers=TELEGRAM_HEADERS) as http, \
-                http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(9003, text, 9)) as resp:
+    async def ask(http: aiohttp.ClientSession, base: str, text: str) -> None:
+        async with http.post(base + TELEGRAM_WEBHOOK, data=telegram_update(9003, text, 9),
+                             headers=TELEGRAM_HEADERS) as resp:
             assert resp.status == 200
 
-    return EditablePlatform(
-        {"TELEGRAM_API_BASE": api_url, "TELEGRAM_STREAM_REPLIES": "true"}, ask,
-        lambda: [call.json()["text"] for call in api.calls(TELEGRAM_SEND)],
-        lambda: [(str(call.json()["message_id"]), call.json()["text"]) for call in api.calls(TELEGRAM_EDIT)],
+    async def first_text() -> str:
+        return str((await api.wait_for(TELEGRAM_SEND))[0].json()["text"])
+
+    async def finished(text: str) -> None:
+        assert (await final_edit(api, text)).json()["message_id"] == 77
+
+    return StreamedPlatform({"TELEGRAM_API_BASE": api_url, "TELEGRAM_STREAM_REPLIES": "true"}, ask, first_text,
+                            finished, lambda: len(api.calls(TELEGRAM_SEND)))
+
+
+async def dingtalk_streaming(aiohttp_server: Any) -> StreamedPlatform:
+    api = DingTalkAPI()
+    api_url = str((await aiohttp_server(api.app())).make_url("")).rstrip("/")
+
+    async def ask(http: aiohttp.ClientSession, base: str, text: str) -> None:
+        body, headers = callback(payload("text_group", **live_session(api_url), text={"content": text}))
+        async with http.post(base + "/dingtalk/callback", data=body, headers=headers) as resp:
+            assert resp.status == 200
+
+    async def first_text() -> str:
+        return str((await api.wait_for(CREATE_AND_DELIVER_PATH))[0].json()["cardData"]["cardParamMap"]["content"])
+
+    async def finished(text: str) -> None:
+        async def done() -> bool:
+            return bool(api.cards.cards) and api.cards.only().finalized
+
+        await eventually(done, timeout=15, what="the card finalized")
+        assert api.cards.only().params["content"] == text
+
+    return StreamedPlatform(
+        dingtalk_env(api_url) | {"DINGTALK_STREAM_REPLIES": "true", "DINGTALK_CARD_TEMPLATE_ID": CARD_TEMPLATE},
+        ask, first_text, finished,
+        lambda: len(api.calls(CREATE_AND_DELIVER_PATH)) + len(api.calls(SESSION_PATH)),
     )
 
 
-async def feishu_platform(aiohttp_server: Any) -> EditablePlatform:
+async def feishu_streaming(aiohttp_server: Any) -> StreamedPlatform:
     """Feishu's Open Platform stand-in: the reply with a card, and card updates (PATCH) checked as Feishu does."""
     api = feishu.FeishuAPI()
     api.expect_reply("om_question")
     api_url = str((await aiohttp_server(api.app(), access_log=None)).make_url("")).rstrip("/")
+    replies = feishu.reply_path("om_question")
 
-    async def ask(base: str, text: str) -> None:
+    async def ask(http: aiohttp.ClientSession, base: str, text: str) -> None:
         body, headers = feishu.encrypted_callback(feishu.text_event("ev-crash", text, message_id="om_question"))
-        async with aiohttp.ClientSession() as http, http.post(base + "/feishu/event", data=body,
-                                                              headers=headers) as resp:
+        async with http.post(base + "/feishu/event", data=body, headers=headers) as resp:
             assert resp.status == 200
 
-    return EditablePlatform(
-        feishu.env(api_url) | {"FEISHU_STREAM_REPLIES": "true"}, ask,
-        lambda: [feishu.card_text(call.json()["content"]) for call in api.calls(feishu.reply_path("om_question"))],
-        lambda: [(call.path.rsplit("/", 1)[1], feishu.card_text(call.json()["content"]))
-                 for call in api.requests if call.method == "PATCH"],
-    )
+    async def first_text() -> str:
+        return feishu.card_text((await api.wait_for(replies))[0].json()["content"])
+
+    async def finished(text: str) -> None:
+        async def done() -> bool:
+            return any(feishu.card_text(sent.content) == text for sent in api.sent.values())
+
+        await eventually(done, timeout=15, what="the card reading the whole answer")
+        assert {call.path for call in api.requests if call.method == "PATCH"} == set(map(feishu.message_path, api.sent))
+
+    return StreamedPlatform(feishu.env(api_url) | {"FEISHU_STREAM_REPLIES": "true"}, ask, first_text, finished,
+                            lambda: len(api.sent))
 
 
-async def finished(platform: EditablePlatform, text: str) -> str:
-    """The id of the message edited into `text`, once it is."""
-    for _ in range(200):
-        done = [message for message, edited in platform.edits() if edited == text]
-        if done:
-            return done[-1]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no edit to {text!r}; edits: {platform.edits()}")
-
-
-@pytest.mark.parametrize("make_platform", [telegram_platform, feishu_platform], ids=["telegram", "feishu"])
+@pytest.mark.parametrize("platform", [telegram_streaming, feishu_streaming, dingtalk_streaming])
 async def test_a_crash_mid_stream_ends_with_one_complete_reply_not_two(
-    bots: BotProcesses, aiohttp_server: Any,
-    make_platform: Callable[[Any], Awaitable[EditablePlatform]],
+    bots: BotProcesses, aiohttp_server: Any, platform: Callable[[Any], Awaitable[StreamedPlatform]]
 ) -> None:
-    platform = await make_platform(aiohttp_server)
+    streamed = await platform(aiohttp_server)
     model = FakeModel(gate=asyncio.Event())
     model_server = await aiohttp_server(model.app())
-    env = {**platform.env, "MODEL_ENDPOINT": str(model_server.make_url("/v1")), "MODEL_MAX_RETRIES": "0"}
+    env = {**streamed.env, "MODEL_ENDPOINT": str(model_server.make_url("/v1")), "MODEL_MAX_RETRIES": "0"}
     first_bot, base = await bots.start(env, name="crashing")
-    await platform.ask(base, "survive this")
-    for _ in range(200):
-        if platform.sent():
-            break
-        await asyncio.sleep(0.05)
-    assert platform.sent() == ["model …"]
+    async with aiohttp.ClientSession() as http:
+        await streamed.ask(http, base, "survive this")
+        assert await streamed.first_text() == "model …"
+
+        async def recorded() -> bool:  # the first words are counted once the queue holds their message's id
+            return await metric(http, base, "bot_first_token_seconds_count") >= 1
+
+        await eventually(recorded, what="the streamed message recorded with its job")
     # Killed mid-answer: the message on the user's screen is half written, the job still queued.
     await asyncio.to_thread(first_bot.kill)
     assert model.gate is not None
     model.gate.set()
     await bots.start(env, name="crashing")  # the same queue file: the restarted process takes the job over
-    message = await finished(platform, "model reply 1: survive this")
-    assert {edited for edited, _ in platform.edits()} == {message}
-    assert len(platform.sent()) == 1, "the retry finished the streamed message instead of sending another"
+    await streamed.finished("model reply 1: survive this")
+    assert streamed.messages() == 1, "the retry finished the streamed message instead of sending another"

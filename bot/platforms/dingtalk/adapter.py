@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +36,9 @@ MAX_SKEW_MS = 3600 * 1000
 # A session webhook this close to its expiry is not worth a try: the OpenAPI is used instead.
 SESSION_EXPIRY_MARGIN_MS = 5000
 SINGLE_CHAT = "1"
+# An AI card's open space: a group by its conversation id, a one-to-one chat with the robot by the user's staff id.
+GROUP_SPACE = "dtv1.card//IM_GROUP.{}"
+ROBOT_SPACE = "dtv1.card//IM_ROBOT.{}"
 
 
 class DingTalkAdapter:
@@ -144,6 +149,65 @@ class DingTalkAdapter:
         robot = self._robot_code(reply.inbound.reply_handle)
         return [OutboundLimit(f"dingtalk:{robot}:{reply.inbound.chat_id}", self.settings.outbound_limit)]
 
+    # Streamed replies: an AI card created early (createAndDeliver) and streamed into (card/streaming).
+
+    def update_limits(self, message: InboundMessage) -> Sequence[OutboundLimit] | None:
+        """The card's own budget in its conversation and the app's OpenAPI budget; None when streaming is off.
+
+        Card updates are OpenAPI calls, not robot messages: they never draw on the robot's 20
+        messages a minute, so a streamed answer does not hold back the finished reply or others.
+        """
+        if not self.settings.stream_replies or not self.settings.card_template_id:
+            return None
+        robot = self._robot_code(message.reply_handle)
+        return (OutboundLimit(f"dingtalk:{robot}:{message.chat_id}:card", self.settings.stream_update_limit),
+                OutboundLimit(f"dingtalk:{self.settings.app_key}:openapi", self.settings.stream_update_quota))
+
+    async def begin_reply(self, reply: Reply) -> str:
+        """Create the AI card holding the first words, delivered to the conversation; its outTrackId is the handle.
+
+        The outTrackId is derived from the message, so a begin repeated after a crash names the
+        same card rather than a second one.
+        """
+        handle = reply.inbound.reply_handle
+        out_track_id = card_track_id(self.settings.app_key, reply.inbound.message_id)
+        # The body dingtalk_stream's CardReplier.create_and_deliver_card builds, with our outTrackId.
+        body: dict[str, Any] = {
+            "cardTemplateId": self.settings.card_template_id,
+            "outTrackId": out_track_id,
+            "cardData": {"cardParamMap": {self.settings.card_content_key: reply.text}},
+            "callbackType": "STREAM",
+            "imGroupOpenSpaceModel": {"supportForward": True},
+            "imRobotOpenSpaceModel": {"supportForward": True},
+        }
+        if handle.get("conversation_type") == SINGLE_CHAT:
+            staff_id = handle.get("staff_id")
+            if not staff_id:
+                raise DeliveryFailed("no staff id to deliver a one-to-one card to", retryable=False)
+            body["openSpaceId"] = ROBOT_SPACE.format(staff_id)
+            body["imRobotOpenDeliverModel"] = {"spaceType": "IM_ROBOT"}
+        else:
+            body["openSpaceId"] = GROUP_SPACE.format(handle["conversation_id"])
+            body["imGroupOpenDeliverModel"] = {"robotCode": self._robot_code(handle)}
+        await self.api.create_and_deliver_card(body)
+        return out_track_id
+
+    async def update_reply(self, reply: Reply, handle: str) -> None:
+        """Replace the card's text with `reply.text`; the finished reply also closes the card's stream.
+
+        The whole text goes every time (isFull), so sending the same text again, as a retry after
+        a crash does, leaves the card as it was.
+        """
+        await self.api.stream_card({
+            "outTrackId": handle,
+            "guid": str(uuid.uuid4()),  # one per write, as dingtalk_stream sends it
+            "key": self.settings.card_content_key,
+            "content": reply.text,
+            "isFull": True,
+            "isFinalize": not reply.partial,
+            "isError": False,
+        })
+
     def _robot_code(self, handle: dict[str, Any]) -> str:
         return str(self.settings.robot_code or handle.get("robot_code") or self.settings.app_key)
 
@@ -165,6 +229,11 @@ class DingTalkAdapter:
                         extra={"labels.platform": self.name})
             return None
         return raw
+
+
+def card_track_id(app_key: str, message_id: str) -> str:
+    """The outTrackId of the card answering `message_id`: fixed per message, and opaque (64 hex digits, like the SDK's)."""
+    return hashlib.sha256(f"botwatch:{app_key}:{message_id}".encode()).hexdigest()
 
 
 def decode_message(body: dict[str, Any], received_at: float) -> Decoded:

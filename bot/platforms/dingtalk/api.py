@@ -1,4 +1,4 @@
-"""DingTalk calls: session webhooks, the robot OpenAPI with its access token, and custom robot webhooks."""
+"""DingTalk calls: session webhooks, the robot and card OpenAPIs with their access token, and custom robot webhooks."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ TOKEN_REFRESH_MARGIN = 300.0
 SESSION_GONE = 300001
 # 130101: a robot sent more than 20 messages a minute; DingTalk throttles it for a while.
 RATE_LIMITED = frozenset({130101})
+# The interactive card OpenAPI (card_1.0): create a card and deliver it in one call, stream into it.
+CREATE_AND_DELIVER_PATH = "/v1.0/card/instances/createAndDeliver"
+STREAMING_PATH = "/v1.0/card/streaming"
 
 
 def webhook_failure(what: str, status: int, data: dict[str, Any]) -> DeliveryFailed:
@@ -80,7 +83,7 @@ class DingTalkAPI:
 
     async def send_to_user(self, robot_code: str, staff_id: str, text: str) -> None:
         """A one-to-one message (`robot/oToMessages/batchSend`)."""
-        data = await self._post("/v1.0/robot/oToMessages/batchSend", {
+        data = await self._call("/v1.0/robot/oToMessages/batchSend", {
             "robotCode": robot_code, "userIds": [staff_id], **_sample_text(text),
         })
         if data.get("flowControlledStaffIdList"):
@@ -90,14 +93,30 @@ class DingTalkAPI:
 
     async def send_to_group(self, robot_code: str, open_conversation_id: str, text: str) -> None:
         """A group message (`robot/groupMessages/send`)."""
-        await self._post("/v1.0/robot/groupMessages/send", {
+        await self._call("/v1.0/robot/groupMessages/send", {
             "robotCode": robot_code, "openConversationId": open_conversation_id, **_sample_text(text),
         })
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def create_and_deliver_card(self, body: dict[str, Any]) -> None:
+        """Create a card and deliver it to its open space (`card/instances/createAndDeliver`)."""
+        data = await self._call(CREATE_AND_DELIVER_PATH, body)
+        _card_outcome("createAndDeliver", data)
+        result = data.get("result")
+        delivered = result.get("deliverResults") if isinstance(result, dict) else None
+        for outcome in delivered if isinstance(delivered, list) else ():
+            if isinstance(outcome, dict) and outcome.get("success") is False:
+                # Created but not shown (the robot left the group, the user is out of its range): no retry helps.
+                raise DeliveryFailed(f"dingtalk did not deliver the card to {outcome.get('spaceType')}: "
+                                     f"{str(outcome.get('errorMsg', ''))[:200]}", retryable=False)
+
+    async def stream_card(self, body: dict[str, Any]) -> None:
+        """Write one variable of a card (`PUT card/streaming`)."""
+        _card_outcome("card streaming", await self._call(STREAMING_PATH, body, method="PUT"))
+
+    async def _call(self, path: str, body: dict[str, Any], method: str = "POST") -> dict[str, Any]:
         token = await self.tokens.get()
         status, data = await request_json(
-            self.http, "POST", self.api_base + path, json=body, headers={"x-acs-dingtalk-access-token": token}
+            self.http, method, self.api_base + path, json=body, headers={"x-acs-dingtalk-access-token": token}
         )
         if status == 200:
             return data
@@ -109,6 +128,12 @@ class DingTalkAPI:
 
 def _sample_text(text: str) -> dict[str, str]:
     return {"msgKey": "sampleText", "msgParam": orjson.dumps({"content": text}).decode()}
+
+
+def _card_outcome(what: str, data: dict[str, Any]) -> None:
+    # The card OpenAPI answers 200 with {"success": ..., "result": ...}; only an explicit false is a refusal.
+    if data.get("success") is False:
+        raise DeliveryFailed(f"dingtalk {what} answered success=false", retryable=False)
 
 
 def _openapi_failure(what: str, status: int, data: dict[str, Any]) -> DeliveryFailed:

@@ -16,6 +16,7 @@ from dingtalk_stream import ChatbotMessage
 from dingtalkchatbot.chatbot import DingtalkChatbot
 
 from bot.keys import adapters_key
+from tests.bot.platforms.dingtalk.cards import DingTalkCards
 from tests.bot.platforms.harness import (
     PlatformLoop,
     StartPlatform,
@@ -33,6 +34,7 @@ TOKEN_PATH = "/v1.0/oauth2/accessToken"
 USER_PATH = "/v1.0/robot/oToMessages/batchSend"
 GROUP_PATH = "/v1.0/robot/groupMessages/send"
 SECRETS = (APP_SECRET, ACCESS_TOKEN)
+CARD_TEMPLATE = "8aebdfb9-28f4-4a98-98f5-396c3dde41a0.schema"
 
 
 def signed_headers(timestamp_ms: int | None = None, secret: str = APP_SECRET) -> dict[str, str]:
@@ -63,7 +65,7 @@ def callback(body: dict[str, Any], **sign_args: Any) -> tuple[bytes, dict[str, s
 
 
 class DingTalkAPI(FakePlatformAPI):
-    """Session webhooks and the robot OpenAPI; scripted answers are served first."""
+    """Session webhooks, the robot OpenAPI and the card OpenAPI (`cards`); scripted answers are served first."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,6 +76,8 @@ class DingTalkAPI(FakePlatformAPI):
         self.on("POST", TOKEN_PATH, lambda _req: web.json_response({"accessToken": ACCESS_TOKEN, "expireIn": 7200}))
         self.on("POST", USER_PATH, self._openapi(self._to_user))
         self.on("POST", GROUP_PATH, self._openapi(lambda _req: {"processQueryKey": "q-group"}))
+        self.cards = DingTalkCards(ACCESS_TOKEN)
+        self.cards.serve(self)
 
     def _session(self, _request: Recorded) -> web.Response:
         code = self.session_codes.pop(0) if self.session_codes else 0
@@ -98,6 +102,11 @@ def env(base: str) -> dict[str, str]:
     """The DINGTALK_* settings with the API at `base`, whose host may also serve session webhooks."""
     return {"DINGTALK_APP_KEY": APP_KEY, "DINGTALK_APP_SECRET": APP_SECRET, "DINGTALK_API_BASE": base,
             "DINGTALK_SESSION_WEBHOOK_HOSTS": "127.0.0.1"}
+
+
+def streaming_env(base: str) -> dict[str, str]:
+    """`env` with replies streamed into an AI card."""
+    return env(base) | {"DINGTALK_STREAM_REPLIES": "true", "DINGTALK_CARD_TEMPLATE_ID": CARD_TEMPLATE}
 
 
 def api_base(loop: PlatformLoop) -> str:

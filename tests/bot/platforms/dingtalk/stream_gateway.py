@@ -1,6 +1,7 @@
 """A local DingTalk Stream gateway: connections/open, the WebSocket with frames built from
-dingtalk_stream's own types, redelivery of unacknowledged callbacks, and the session webhook that
-replies arrive on. Served from the test's own event loop, beside real bot processes."""
+dingtalk_stream's own types, redelivery of unacknowledged callbacks, the session webhook that
+replies arrive on, and the access token and card OpenAPI that streamed replies use. Served from
+the test's own event loop, beside real bot processes."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from aiohttp import WSMsgType, web
 from dingtalk_stream.chatbot import ChatbotMessage, TextContent
 from dingtalk_stream.frames import CallbackMessage, Headers, SystemMessage
 
+from tests.bot.platforms.dingtalk.cards import DingTalkCards
+
 CLIENT_ID = "dingstreamkey"
 CLIENT_SECRET = "stream-secret-Zq81"
 ROBOT_CODE = "dingstreamkey"
+ACCESS_TOKEN = "stream-access-token-5d1e"
 
 
 def robot_message(base: str, msg_id: str, text: str) -> dict[str, Any]:
@@ -89,6 +93,7 @@ class DingTalkStreamGateway:
     pending: dict[str, Pending] = field(default_factory=dict)
     acked: dict[str, int] = field(default_factory=dict)  # callback messageId -> acks received
     replies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (session, body)
+    cards: DingTalkCards = field(default_factory=lambda: DingTalkCards(ACCESS_TOKEN))
     _redeliverer: asyncio.Task[None] | None = None
 
     @property
@@ -100,6 +105,8 @@ class DingTalkStreamGateway:
         app.router.add_post("/v1.0/gateway/connections/open", self._open)
         app.router.add_get("/connect", self._connect)
         app.router.add_post("/robot/sendBySession", self._session_reply)
+        app.router.add_post("/v1.0/oauth2/accessToken", self._access_token)
+        self.cards.add_routes(app)
         app.on_startup.append(self._start_redelivery)
         app.on_cleanup.append(self._stop)
         return app
@@ -197,6 +204,13 @@ class DingTalkStreamGateway:
         finally:
             conn.closed_at = time.monotonic()
         return ws
+
+    async def _access_token(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("appKey") != CLIENT_ID or body.get("appSecret") != CLIENT_SECRET:
+            return web.json_response({"code": "InvalidAuthentication", "message": "bad appKey or appSecret"},
+                                     status=401)
+        return web.json_response({"accessToken": ACCESS_TOKEN, "expireIn": 7200})
 
     async def _session_reply(self, request: web.Request) -> web.Response:
         self.replies.append((request.query.get("session", ""), await request.json()))

@@ -51,5 +51,24 @@ def test_an_outbound_limit_that_is_not_a_rate_fails_at_start_naming_it() -> None
         plugin.load_settings(ENV | {"DINGTALK_OUTBOUND_LIMIT": "twenty a minute"})
 
 
+def test_streaming_is_off_by_default_and_the_card_streams_into_content() -> None:
+    settings = plugin.load_settings(ENV)
+    assert settings is not None and settings.stream_replies is False  # type: ignore[attr-defined]
+    assert settings.card_template_id is None and settings.card_content_key == "content"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("template", [None, ""])
+def test_streaming_asked_for_without_a_card_template_fails_at_start_naming_both(template: str | None) -> None:
+    extra = {} if template is None else {"DINGTALK_CARD_TEMPLATE_ID": template}
+    with pytest.raises(ConfigError, match="DINGTALK_STREAM_REPLIES.*needs DINGTALK_CARD_TEMPLATE_ID"):
+        plugin.load_settings(ENV | {"DINGTALK_STREAM_REPLIES": "true"} | extra)
+
+
+@pytest.mark.parametrize("name", ["DINGTALK_STREAM_UPDATE_LIMIT", "DINGTALK_STREAM_UPDATE_QUOTA"])
+def test_card_update_budgets_that_are_not_rates_fail_at_start_naming_them(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name}.*lots"):
+        plugin.load_settings(ENV | {name: "lots"})
+
+
 async def test_the_platform_is_found_through_its_entry_point_and_listed_when_on(dingtalk: PlatformLoop) -> None:
     assert "dingtalk" in (await (await dingtalk.client.get("/api/health")).json())["platforms"]

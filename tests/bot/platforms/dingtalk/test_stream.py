@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.bot.platforms.connection_bots import ConnectionBots, ready, sample
-from tests.bot.platforms.dingtalk.stream_gateway import CLIENT_ID, CLIENT_SECRET, DingTalkStreamGateway
+from tests.bot.platforms.dingtalk.stream_gateway import CLIENT_ID, CLIENT_SECRET, ROBOT_CODE, DingTalkStreamGateway
 from tests.support.bots import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.services import require_binary
@@ -94,6 +94,22 @@ async def test_a_message_is_acknowledged_once_queued_and_answered_once(
     await asyncio.sleep(1.2)
     assert gateway.replies_for("msg-hello") == 1
     assert CLIENT_SECRET not in proc.output()
+
+
+async def test_with_streaming_on_the_reply_is_an_ai_card_here_too(
+    gateway: DingTalkStreamGateway, bots: ConnectionBots
+) -> None:
+    await bots.start(stream_env(gateway, DINGTALK_STREAM_REPLIES="true", DINGTALK_CARD_TEMPLATE_ID="tpl-stream.schema"))
+    await connected(gateway)
+    await gateway.send_message("msg-card", "in a card")
+    await eventually(lambda: _true(bool(gateway.cards.cards) and gateway.cards.only().finalized),
+                     what="the finished card")
+    card = gateway.cards.only()
+    assert (card.space_type, card.space_id, card.template_id) == ("IM_GROUP", "cidGroupStream==", "tpl-stream.schema")
+    assert card.params["content"].endswith("you said: in a card") and card.writes[-1]["isFinalize"] is True
+    [create] = gateway.cards.creates
+    assert create["imGroupOpenDeliverModel"] == {"robotCode": ROBOT_CODE}
+    assert gateway.cards.refusals == [] and gateway.replies == []
 
 
 async def _ready(base: str) -> bool:
