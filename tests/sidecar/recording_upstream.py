@@ -43,6 +43,8 @@ class RecordingUpstream:
     requests: list[Received] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     raw: dict[int, bytearray] = field(default_factory=dict)
+    # Each connection's bytes as its recv() calls returned them: how many writes a request took.
+    reads: dict[int, list[bytes]] = field(default_factory=dict)
     closed: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -76,6 +78,11 @@ class RecordingUpstream:
         with self._lock:
             return [r for r in self.requests if marker.encode() in r.target]
 
+    def reads_holding(self, marker: str) -> list[bytes]:
+        """The recv() results, on any connection, that hold part of a request whose target has `marker`."""
+        with self._lock:
+            return [chunk for chunks in self.reads.values() for chunk in chunks if marker.encode() in chunk]
+
     def errors_since(self, start: int) -> list[str]:
         with self._lock:
             return self.errors[start:]
@@ -91,6 +98,7 @@ class RecordingUpstream:
             with self._lock:
                 self._connections.append(conn)
                 self.raw[number] = bytearray()
+                self.reads[number] = []
             threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
 
     def _serve(self, sock: socket.socket, number: int) -> None:
@@ -102,6 +110,7 @@ class RecordingUpstream:
                     data = sock.recv(65536)
                     with self._lock:
                         self.raw[number] += data
+                        self.reads[number].append(data)
                     parser.receive_data(data)
                     if not data:
                         return
@@ -119,6 +128,7 @@ class RecordingUpstream:
                             raise h11.RemoteProtocolError("connection closed inside a request body")
                         with self._lock:
                             self.raw[number] += data
+                            self.reads[number].append(data)
                         parser.receive_data(data)
                     elif isinstance(part, h11.Data):
                         body += part.data
