@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.sidecar.recording_upstream import RecordingUpstream
 from tests.support.ports import free_port
 from tests.support.processes import Process, python_module
 from tests.support.raw_http import Answer, exchange
@@ -139,3 +140,11 @@ def start_sidecar(tmp_path: Path) -> Iterator[Callable[..., Running]]:
     yield start
     for running in started:
         running.process.stop()
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[RecordingUpstream]:
+    """A raw upstream that records the bytes each request arrives as, shared by one module's tests."""
+    upstream = RecordingUpstream()
+    yield upstream
+    upstream.stop()

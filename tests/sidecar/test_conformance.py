@@ -34,13 +34,6 @@ RESPONSE_SETTINGS = settings(SETTINGS, max_examples=150)
 
 
 @pytest.fixture(scope="module")
-def recorder() -> Iterator[RecordingUpstream]:
-    upstream = RecordingUpstream()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture(scope="module")
 def sidecar(recorder: RecordingUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     running = launch_sidecar(tmp_path_factory.mktemp("conformance"), recorder.url, {"SIDECAR_BODY_TIMEOUT": "2"})
     yield running

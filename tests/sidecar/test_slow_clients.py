@@ -19,13 +19,6 @@ BODY_TIMEOUT = 1.5
 
 
 @pytest.fixture(scope="module")
-def recorder() -> Iterator[RecordingUpstream]:
-    upstream = RecordingUpstream()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture(scope="module")
 def sidecar(recorder: RecordingUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     running = launch_sidecar(
         tmp_path_factory.mktemp("slow"), recorder.url,

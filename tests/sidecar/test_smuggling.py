@@ -8,21 +8,13 @@ shows up as an extra, missing or unparseable upstream request.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests.sidecar.conftest import Running, launch_sidecar
 from tests.sidecar.recording_upstream import RecordingUpstream
-from tests.sidecar.wire import converse
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[RecordingUpstream]:
-    upstream = RecordingUpstream()
-    yield upstream
-    upstream.stop()
+from tests.sidecar.wire import converse, marker
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +22,6 @@ def sidecar(recorder: RecordingUpstream, tmp_path_factory: pytest.TempPathFactor
     running = launch_sidecar(tmp_path_factory.mktemp("smuggling"), recorder.url, {"SIDECAR_BODY_TIMEOUT": "2"})
     yield running
     running.process.stop()
-
-
-def marker() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def smuggling(case: str, connection: str, inner: bytes) -> bytes:

@@ -9,21 +9,13 @@ so both show up as facts about the bytes.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests.sidecar.conftest import Running, launch_sidecar
 from tests.sidecar.recording_upstream import RecordingUpstream
-from tests.sidecar.wire import client, read_replies
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[RecordingUpstream]:
-    upstream = RecordingUpstream()
-    yield upstream
-    upstream.stop()
+from tests.sidecar.wire import client, marker, read_replies
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +23,6 @@ def sidecar(recorder: RecordingUpstream, tmp_path_factory: pytest.TempPathFactor
     running = launch_sidecar(tmp_path_factory.mktemp("upstream-writes"), recorder.url)
     yield running
     running.process.stop()
-
-
-def marker() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def send_in_pieces(sidecar: Running, pieces: list[bytes]) -> int:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import h11
+
+
+def marker() -> str:
+    """A short unique string to find one request among the bytes an upstream recorded."""
+    return uuid.uuid4().hex[:12]
 
 
 @dataclass
