@@ -12,18 +12,17 @@ from typing import Any
 import pytest
 
 from monitoring.expressions import all_expressions, expand_variables
-from tests.bot.platforms.connection_bots import ConnectionBots
 from tests.bot.platforms.dingtalk.stream_gateway import DingTalkStreamGateway
 from tests.bot.platforms.dingtalk.test_stream import stream_env
 from tests.monitoring.test_panels_and_rules_on_live_prometheus import _needs_long_connection
-from tests.support.bots import eventually
+from tests.support.bots import BotProcesses, eventually
 from tests.support.prometheus_server import PrometheusServer
 from tests.support.services import require_binary
 
 
 @pytest.fixture
-async def bots(tmp_path: Path) -> AsyncIterator[ConnectionBots]:
-    processes = ConnectionBots(tmp_path)
+async def bots(tmp_path: Path) -> AsyncIterator[BotProcesses]:
+    processes = BotProcesses(tmp_path, env={})
     yield processes
     await asyncio.to_thread(processes.stop_all)
 
@@ -38,7 +37,7 @@ async def _equals(prometheus: PrometheusServer, expr: str, expected: list[float]
 
 
 async def test_connection_panels_and_alerts_read_what_the_connection_does(
-    aiohttp_server: Any, bots: ConnectionBots, tmp_path: Path
+    aiohttp_server: Any, bots: BotProcesses, tmp_path: Path
 ) -> None:
     binary = require_binary("prometheus")
     gateway = DingTalkStreamGateway()

@@ -20,6 +20,7 @@ from tests.support.processes import ROOT, Process, python_module
 TELEGRAM_TOKEN = "123456:process-test-token"
 TELEGRAM_SECRET = "process_test_secret"
 TELEGRAM_SEND = f"/bot{TELEGRAM_TOKEN}/sendMessage"
+TELEGRAM_ENV = {"TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET}
 TELEGRAM_WEBHOOK = "/telegram/webhook"
 TELEGRAM_HEADERS = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET, "Content-Type": "application/json"}
 
@@ -35,24 +36,26 @@ def telegram_update(update_id: int, text: str, chat_id: int = 42) -> bytes:
 
 
 class BotProcesses:
-    """`python -m bot` processes with Telegram on, as operators run them; each stopped by its pid at the end."""
+    """`python -m bot` processes, as operators run them (Telegram on unless `env` says otherwise), started
+    without blocking the test's event loop; each stopped (or killed) by its own pid."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, env: Mapping[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.env = dict(TELEGRAM_ENV if env is None else env)
         self.started: list[Process] = []
 
     async def start(self, env: Mapping[str, str], name: str = "bot") -> tuple[Process, str]:
         """Start one bot (data in workdir/name, so a restart under the same name finds its queue)."""
         port = free_port()
-        full_env = {
-            "BOT_PORT": str(port), "BOT_DATA_DIR": str(self.workdir / name),
-            "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN, "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET, **env,
-        }
+        full_env = {"BOT_PORT": str(port), "BOT_DATA_DIR": str(self.workdir / name), **self.env, **env}
         proc = Process(f"{name}-{port}", python_module("bot"), full_env, self.workdir)
         self.started.append(proc)
         base = f"http://127.0.0.1:{port}"
         await asyncio.to_thread(proc.wait_http, base + "/health")
         return proc, base
+
+    async def kill(self, proc: Process) -> None:
+        await asyncio.to_thread(proc.kill)
 
     def stop_all(self) -> None:
         for proc in self.started:

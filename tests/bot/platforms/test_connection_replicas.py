@@ -6,27 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.bot.platforms.connection_bots import ConnectionBots, ready, sample
+from tests.bot.platforms.connection_bots import ready, sample
 from tests.bot.platforms.dingtalk.stream_gateway import DingTalkStreamGateway
 from tests.bot.platforms.dingtalk.test_stream import stream_env
 from tests.bot.platforms.feishu.test_websocket import ws_env
 from tests.bot.platforms.feishu.ws_endpoint import FeishuWsEndpoint
-from tests.support.bots import eventually
+from tests.support.bots import BotProcesses, eventually
 
 LEASE = 2.0
-
-
-@pytest.fixture
-async def bots(tmp_path: Path) -> AsyncIterator[ConnectionBots]:
-    processes = ConnectionBots(tmp_path)
-    yield processes
-    await asyncio.to_thread(processes.stop_all)
 
 
 async def _true(value: bool) -> bool:
@@ -34,7 +23,7 @@ async def _true(value: bool) -> bool:
 
 
 async def test_one_replica_holds_the_dingtalk_stream_and_another_takes_over_after_kill_9(
-    aiohttp_server: Any, bots: ConnectionBots, redis_url: str
+    aiohttp_server: Any, bots: BotProcesses, redis_url: str
 ) -> None:
     gateway = DingTalkStreamGateway(redeliver_after=1.0)
     gateway.port = (await aiohttp_server(gateway.app())).port
@@ -69,7 +58,7 @@ async def test_one_replica_holds_the_dingtalk_stream_and_another_takes_over_afte
 
 
 async def test_every_replica_holds_a_feishu_connection_and_each_event_is_answered_once(
-    aiohttp_server: Any, bots: ConnectionBots, redis_url: str
+    aiohttp_server: Any, bots: BotProcesses, redis_url: str
 ) -> None:
     endpoint = FeishuWsEndpoint(redeliver_after=1.0)
     endpoint.port = (await aiohttp_server(endpoint.app())).port

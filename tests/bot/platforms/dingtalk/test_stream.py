@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.bot.platforms.connection_bots import ConnectionBots, ready, sample
+from tests.bot.platforms.connection_bots import ready, sample
 from tests.bot.platforms.dingtalk.stream_gateway import CLIENT_ID, CLIENT_SECRET, ROBOT_CODE, DingTalkStreamGateway
-from tests.support.bots import eventually
+from tests.support.bots import BotProcesses, eventually
 from tests.support.redis_server import RedisServer
 from tests.support.services import require_binary
 
@@ -28,13 +28,6 @@ async def gateway(aiohttp_server: Any) -> DingTalkStreamGateway:
     server = await aiohttp_server(gw.app())
     gw.port = server.port
     return gw
-
-
-@pytest.fixture
-async def bots(tmp_path: Path) -> AsyncIterator[ConnectionBots]:
-    processes = ConnectionBots(tmp_path)
-    yield processes
-    await asyncio.to_thread(processes.stop_all)
 
 
 def stream_env(gw: DingTalkStreamGateway, **extra: str) -> dict[str, str]:
@@ -62,7 +55,7 @@ async def answered(gw: DingTalkStreamGateway, msg_id: str, timeout: float = 10.0
 
 
 async def test_a_message_is_acknowledged_once_queued_and_answered_once(
-    gateway: DingTalkStreamGateway, bots: ConnectionBots
+    gateway: DingTalkStreamGateway, bots: BotProcesses
 ) -> None:
     proc, base = await bots.start(stream_env(gateway))
     await connected(gateway)
@@ -97,7 +90,7 @@ async def test_a_message_is_acknowledged_once_queued_and_answered_once(
 
 
 async def test_with_streaming_on_the_reply_is_an_ai_card_here_too(
-    gateway: DingTalkStreamGateway, bots: ConnectionBots
+    gateway: DingTalkStreamGateway, bots: BotProcesses
 ) -> None:
     await bots.start(stream_env(gateway, DINGTALK_STREAM_REPLIES="true", DINGTALK_CARD_TEMPLATE_ID="tpl-stream.schema"))
     await connected(gateway)
@@ -118,7 +111,7 @@ async def _ready(base: str) -> bool:
 
 
 async def test_a_message_that_cannot_be_read_is_acknowledged_counted_and_not_answered(
-    gateway: DingTalkStreamGateway, bots: ConnectionBots
+    gateway: DingTalkStreamGateway, bots: BotProcesses
 ) -> None:
     _, base = await bots.start(stream_env(gateway))
     await connected(gateway)
@@ -130,7 +123,7 @@ async def test_a_message_that_cannot_be_read_is_acknowledged_counted_and_not_ans
 
 
 async def test_a_frame_redelivered_after_its_ack_was_lost_is_answered_once(
-    gateway: DingTalkStreamGateway, bots: ConnectionBots
+    gateway: DingTalkStreamGateway, bots: BotProcesses
 ) -> None:
     _, base = await bots.start(stream_env(gateway))
     await connected(gateway)
@@ -143,7 +136,7 @@ async def test_a_frame_redelivered_after_its_ack_was_lost_is_answered_once(
 
 
 async def test_a_silent_connection_is_dropped_by_the_watchdog_and_reopened(
-    gateway: DingTalkStreamGateway, bots: ConnectionBots
+    gateway: DingTalkStreamGateway, bots: BotProcesses
 ) -> None:
     _, base = await bots.start(stream_env(gateway))
     await connected(gateway)
@@ -166,7 +159,7 @@ async def test_a_silent_connection_is_dropped_by_the_watchdog_and_reopened(
 
 
 async def test_disconnect_opens_the_new_connection_before_the_old_one_goes_and_loses_nothing(
-    gateway: DingTalkStreamGateway, bots: ConnectionBots
+    gateway: DingTalkStreamGateway, bots: BotProcesses
 ) -> None:
     _, base = await bots.start(stream_env(gateway))
     await connected(gateway)
@@ -186,7 +179,7 @@ async def test_disconnect_opens_the_new_connection_before_the_old_one_goes_and_l
 
 
 async def test_refused_credentials_give_one_clear_error_and_no_storm(
-    gateway: DingTalkStreamGateway, bots: ConnectionBots
+    gateway: DingTalkStreamGateway, bots: BotProcesses
 ) -> None:
     gateway.refuse_credentials = True
     proc, base = await bots.start(stream_env(gateway, DINGTALK_BREAKER_SECONDS="60"))
@@ -204,7 +197,7 @@ async def test_refused_credentials_give_one_clear_error_and_no_storm(
 
 
 async def test_a_bot_killed_mid_stream_loses_nothing_it_acknowledged(
-    gateway: DingTalkStreamGateway, bots: ConnectionBots
+    gateway: DingTalkStreamGateway, bots: BotProcesses
 ) -> None:
     env = stream_env(gateway)
     first, _ = await bots.start(env)
@@ -245,7 +238,7 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
 
 
 async def test_a_message_that_cannot_be_queued_is_not_acknowledged_and_is_answered_once_redis_is_back(
-    gateway: DingTalkStreamGateway, bots: ConnectionBots, own_redis: RedisServer
+    gateway: DingTalkStreamGateway, bots: BotProcesses, own_redis: RedisServer
 ) -> None:
     proc, base = await bots.start(stream_env(gateway, REDIS_URL=own_redis.url, DINGTALK_LEASE_SECONDS="3"))
     await connected(gateway)
@@ -263,7 +256,7 @@ async def test_a_message_that_cannot_be_queued_is_not_acknowledged_and_is_answer
 
 
 async def test_a_refused_ticket_is_retried_with_backoff_and_never_shown(
-    gateway: DingTalkStreamGateway, bots: ConnectionBots
+    gateway: DingTalkStreamGateway, bots: BotProcesses
 ) -> None:
     gateway.refuse_tickets = True
     proc, base = await bots.start(stream_env(gateway, DINGTALK_BREAKER_FAILURES="3", DINGTALK_BREAKER_SECONDS="60"))

@@ -14,10 +14,10 @@ import lark_oapi as lark
 import pytest
 from lark_oapi.api.im.v1 import P2ImMessageReceiveV1
 
-from tests.bot.platforms.connection_bots import ConnectionBots, ready, sample
+from tests.bot.platforms.connection_bots import ready, sample
 from tests.bot.platforms.feishu.conftest import APP_ID, APP_SECRET, text_event
 from tests.bot.platforms.feishu.ws_endpoint import SERVICE_ID, FeishuWsEndpoint, header
-from tests.support.bots import eventually
+from tests.support.bots import BotProcesses, eventually
 from tests.support.redis_server import RedisServer
 from tests.support.services import require_binary
 
@@ -30,13 +30,6 @@ async def endpoint(aiohttp_server: Any) -> FeishuWsEndpoint:
     server = await aiohttp_server(ep.app())
     ep.port = server.port
     return ep
-
-
-@pytest.fixture
-async def bots(tmp_path: Path) -> AsyncIterator[ConnectionBots]:
-    processes = ConnectionBots(tmp_path)
-    yield processes
-    await asyncio.to_thread(processes.stop_all)
 
 
 def ws_env(ep: FeishuWsEndpoint, **extra: str) -> dict[str, str]:
@@ -70,7 +63,7 @@ def test_the_pushed_event_is_one_lark_oapi_reads_as_a_message() -> None:
 
 
 async def test_an_event_is_answered_with_200_once_queued_and_replied_to_once(
-    endpoint: FeishuWsEndpoint, bots: ConnectionBots
+    endpoint: FeishuWsEndpoint, bots: BotProcesses
 ) -> None:
     proc, base = await bots.start(ws_env(endpoint))
     await connected(endpoint)
@@ -102,7 +95,7 @@ async def _ready(base: str) -> bool:
 
 
 async def test_a_fragmented_event_is_reassembled_and_a_lost_answer_gives_no_second_reply(
-    endpoint: FeishuWsEndpoint, bots: ConnectionBots
+    endpoint: FeishuWsEndpoint, bots: BotProcesses
 ) -> None:
     _, base = await bots.start(ws_env(endpoint))
     await connected(endpoint)
@@ -116,7 +109,7 @@ async def test_a_fragmented_event_is_reassembled_and_a_lost_answer_gives_no_seco
     assert endpoint.replies_for("ev_fragments") == 1 and endpoint.replies_for("ev_lost_answer") == 1
 
 
-async def test_the_servers_ping_interval_is_honoured(endpoint: FeishuWsEndpoint, bots: ConnectionBots) -> None:
+async def test_the_servers_ping_interval_is_honoured(endpoint: FeishuWsEndpoint, bots: BotProcesses) -> None:
     endpoint.ping_interval = 1  # seconds, in ClientConfig; the watchdog alone would ping every 3 s
     await bots.start(ws_env(endpoint, FEISHU_SILENCE_SECONDS="9"))
     await connected(endpoint)
@@ -127,7 +120,7 @@ async def test_the_servers_ping_interval_is_honoured(endpoint: FeishuWsEndpoint,
 
 
 async def test_a_silent_connection_is_dropped_by_the_watchdog_and_reopened(
-    endpoint: FeishuWsEndpoint, bots: ConnectionBots
+    endpoint: FeishuWsEndpoint, bots: BotProcesses
 ) -> None:
     endpoint.ping_interval = 1
     _, base = await bots.start(ws_env(endpoint))
@@ -149,7 +142,7 @@ async def test_a_silent_connection_is_dropped_by_the_watchdog_and_reopened(
 
 
 async def test_a_connection_closed_by_feishu_is_reopened_and_an_event_sent_meanwhile_is_answered_once(
-    endpoint: FeishuWsEndpoint, bots: ConnectionBots
+    endpoint: FeishuWsEndpoint, bots: BotProcesses
 ) -> None:
     _, base = await bots.start(ws_env(endpoint))
     await connected(endpoint)
@@ -163,7 +156,7 @@ async def test_a_connection_closed_by_feishu_is_reopened_and_an_event_sent_meanw
 
 
 async def test_refused_credentials_give_one_clear_error_and_no_storm(
-    endpoint: FeishuWsEndpoint, bots: ConnectionBots
+    endpoint: FeishuWsEndpoint, bots: BotProcesses
 ) -> None:
     endpoint.refuse_credentials = True
     proc, base = await bots.start(ws_env(endpoint, FEISHU_BREAKER_SECONDS="60"))
@@ -179,7 +172,7 @@ async def test_refused_credentials_give_one_clear_error_and_no_storm(
 
 
 async def test_a_bot_killed_mid_stream_loses_nothing_it_answered(
-    endpoint: FeishuWsEndpoint, bots: ConnectionBots
+    endpoint: FeishuWsEndpoint, bots: BotProcesses
 ) -> None:
     env = ws_env(endpoint)
     first, _ = await bots.start(env)
@@ -219,7 +212,7 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
 
 
 async def test_an_event_that_cannot_be_queued_is_answered_500_and_replied_to_once_the_queue_is_back(
-    endpoint: FeishuWsEndpoint, bots: ConnectionBots, own_redis: RedisServer
+    endpoint: FeishuWsEndpoint, bots: BotProcesses, own_redis: RedisServer
 ) -> None:
     _, base = await bots.start(ws_env(endpoint, REDIS_URL=own_redis.url))
     await connected(endpoint)
