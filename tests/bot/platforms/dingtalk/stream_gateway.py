@@ -5,7 +5,6 @@ the test's own event loop, beside real bot processes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -17,6 +16,7 @@ from dingtalk_stream.chatbot import ChatbotMessage, TextContent
 from dingtalk_stream.frames import CallbackMessage, Headers, SystemMessage
 
 from tests.bot.platforms.dingtalk.cards import DingTalkCards
+from tests.bot.platforms.push_server import PushServer
 
 CLIENT_ID = "dingstreamkey"
 CLIENT_SECRET = "stream-secret-Zq81"
@@ -74,31 +74,15 @@ class StreamConnection:
 
 
 @dataclass
-class Pending:
-    frame: dict[str, Any]
-    sent_at: float
-    drop_acks: int = 0  # acknowledgements to lose on the way
+class DingTalkStreamGateway(PushServer[StreamConnection]):
+    """Replies are (session, body); acknowledgements are counted by callback messageId."""
 
-
-@dataclass
-class DingTalkStreamGateway:
-    port: int = 0  # set once the server listens
-    redeliver_after: float = 1.0
     refuse_credentials: bool = False
     refuse_tickets: bool = False
     opens: list[dict[str, Any]] = field(default_factory=list)
     open_times: list[float] = field(default_factory=list)
     tickets: dict[str, bool] = field(default_factory=dict)
-    connections: list[StreamConnection] = field(default_factory=list)
-    pending: dict[str, Pending] = field(default_factory=dict)
-    acked: dict[str, int] = field(default_factory=dict)  # callback messageId -> acks received
-    replies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (session, body)
     cards: DingTalkCards = field(default_factory=lambda: DingTalkCards(ACCESS_TOKEN))
-    _redeliverer: asyncio.Task[None] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -107,53 +91,25 @@ class DingTalkStreamGateway:
         app.router.add_post("/robot/sendBySession", self._session_reply)
         app.router.add_post("/v1.0/oauth2/accessToken", self._access_token)
         self.cards.add_routes(app)
-        app.on_startup.append(self._start_redelivery)
-        app.on_cleanup.append(self._stop)
-        return app
+        return self.watch(app)
 
     # -- what tests call (on the gateway's loop) --
-
-    def live(self) -> list[StreamConnection]:
-        return [c for c in self.connections if c.closed_at is None and not c.ws.closed]
-
-    def current(self) -> StreamConnection:
-        live = self.live()
-        assert live, "no live connection"
-        return live[-1]
 
     async def send_message(self, msg_id: str, text: str, *, drop_acks: int = 0,
                            on: StreamConnection | None = None) -> str:
         """Push a robot message as a CALLBACK frame; it is re-sent until acknowledged."""
         raw = frame(CallbackMessage.TYPE, ChatbotMessage.TOPIC, robot_message(self.base, msg_id, text))
-        frame_id = raw["headers"]["messageId"]
-        target = on or (self.live() or [None])[-1]
-        if target is None:  # no connection now: it goes out on the next one
-            self.pending[frame_id] = Pending(raw, 0.0, drop_acks)
-            return frame_id
-        self.pending[frame_id] = Pending(raw, time.monotonic(), drop_acks)
-        try:
-            await target.ws.send_str(json.dumps(raw))
-        except ConnectionError:
-            pass  # the connection just went: redelivered on the next one
-        return frame_id
+        return await self.push(str(raw["headers"]["messageId"]), [json.dumps(raw)], drop_acks=drop_acks, on=on)
 
     async def send_callback(self, data: dict[str, Any]) -> str:
         """A robot-topic CALLBACK frame with any `data` (for bodies DingTalk would never send)."""
         raw = frame(CallbackMessage.TYPE, ChatbotMessage.TOPIC, data)
-        frame_id = raw["headers"]["messageId"]
-        self.pending[frame_id] = Pending(raw, time.monotonic())
-        await self.current().ws.send_str(json.dumps(raw))
-        return str(frame_id)
+        return await self.push(str(raw["headers"]["messageId"]), [json.dumps(raw)], on=self.current())
 
     async def system(self, topic: str, data: dict[str, Any], on: StreamConnection | None = None) -> str:
         raw = frame(SystemMessage.TYPE, topic, data)
         await (on or self.current()).ws.send_str(json.dumps(raw))
         return str(raw["headers"]["messageId"])
-
-    async def close_all(self) -> None:
-        """End every connection from the gateway's side (a restart of DingTalk's gateway)."""
-        for conn in self.live():
-            await conn.ws.close(code=1001)
 
     def replies_for(self, msg_id: str) -> int:
         return sum(1 for session, _ in self.replies if session == msg_id)
@@ -191,16 +147,7 @@ class DingTalkStreamGateway:
                     continue
                 ack = json.loads(msg.data)
                 conn.acks.append(ack)
-                frame_id = ack.get("headers", {}).get("messageId")
-                pending = self.pending.get(frame_id)
-                if pending is None:
-                    continue
-                if pending.drop_acks > 0:
-                    pending.drop_acks -= 1  # lost on the way: the gateway will send the frame again
-                    continue
-                if ack.get("code") == 200:
-                    del self.pending[frame_id]
-                    self.acked[frame_id] = self.acked.get(frame_id, 0) + 1
+                self.acknowledged(ack.get("headers", {}).get("messageId"), ack.get("code") == 200)
         finally:
             conn.closed_at = time.monotonic()
         return ws
@@ -215,28 +162,3 @@ class DingTalkStreamGateway:
     async def _session_reply(self, request: web.Request) -> web.Response:
         self.replies.append((request.query.get("session", ""), await request.json()))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
-
-    async def _start_redelivery(self, app: web.Application) -> None:
-        self._redeliverer = asyncio.create_task(self._redeliver())
-
-    async def _stop(self, app: web.Application) -> None:
-        if self._redeliverer is not None:
-            self._redeliverer.cancel()
-        for conn in self.live():
-            await conn.ws.close()
-
-    async def _redeliver(self) -> None:
-        """Callbacks not acknowledged in time go out again, on the newest live connection."""
-        while True:
-            await asyncio.sleep(0.1)
-            now = time.monotonic()
-            live = [c for c in self.live() if not c.silent]
-            if not live:
-                continue
-            for pending in list(self.pending.values()):
-                if now - pending.sent_at >= self.redeliver_after:
-                    pending.sent_at = now
-                    try:
-                        await live[-1].ws.send_str(json.dumps(pending.frame))
-                    except ConnectionError:
-                        pass

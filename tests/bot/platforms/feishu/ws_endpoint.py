@@ -4,7 +4,6 @@ and the reply API that answers arrive on. Served from the test's own event loop.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -17,6 +16,7 @@ from lark_oapi.ws.enum import FrameType, MessageType
 from lark_oapi.ws.pb.pbbp2_pb2 import Frame
 
 from tests.bot.platforms.feishu.conftest import APP_ID, APP_SECRET, TENANT_TOKEN, TOKEN_PATH, text_event
+from tests.bot.platforms.push_server import PushServer
 
 SERVICE_ID = 33
 DEVICE_ID = "7405912349850566675"
@@ -41,28 +41,12 @@ class WsConnection:
 
 
 @dataclass
-class Pending:
-    frames: list[bytes]
-    sent_at: float
-    drop_acks: int = 0
+class FeishuWsEndpoint(PushServer[WsConnection]):
+    """Replies are (message id replied to, body); acknowledgements (200s) are counted by frame message_id."""
 
-
-@dataclass
-class FeishuWsEndpoint:
-    port: int = 0
-    redeliver_after: float = 1.0
     ping_interval: int = 120
     refuse_credentials: bool = False
     endpoint_calls: list[dict[str, Any]] = field(default_factory=list)
-    connections: list[WsConnection] = field(default_factory=list)
-    pending: dict[str, Pending] = field(default_factory=dict)
-    acked: dict[str, int] = field(default_factory=dict)  # frame message_id -> 200s received
-    replies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (message id replied to, body)
-    _redeliverer: asyncio.Task[None] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -70,22 +54,7 @@ class FeishuWsEndpoint:
         app.router.add_get("/ws", self._connect)
         app.router.add_post(TOKEN_PATH, self._token)
         app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._reply)
-        app.on_startup.append(self._start)
-        app.on_cleanup.append(self._stop)
-        return app
-
-    def live(self) -> list[WsConnection]:
-        return [c for c in self.connections if c.closed_at is None and not c.ws.closed]
-
-    def current(self) -> WsConnection:
-        live = self.live()
-        assert live, "no live connection"
-        return live[-1]
-
-    async def close_all(self) -> None:
-        """End every connection from Feishu's side (a deploy of its gateway)."""
-        for conn in self.live():
-            await conn.ws.close(code=1001)
+        return self.watch(app)
 
     def replies_for(self, event_id: str) -> int:
         """Replies shown in the chat: Feishu drops a reply whose `uuid` it has seen within the hour."""
@@ -101,7 +70,7 @@ class FeishuWsEndpoint:
         frame_id = uuid.uuid4().hex
         size = -(-len(payload) // fragments)
         parts = [payload[i * size:(i + 1) * size] for i in range(fragments)]
-        raws = []
+        raws: list[str | bytes] = []
         for seq, part in enumerate(parts):
             frame = Frame()
             frame.SeqID, frame.LogID, frame.service, frame.method = seq + 1, 0, SERVICE_ID, FrameType.DATA.value
@@ -111,15 +80,7 @@ class FeishuWsEndpoint:
                 item.key, item.value = key, value
             frame.payload = part
             raws.append(frame.SerializeToString())
-        target = on or (self.live() or [None])[-1]
-        self.pending[frame_id] = Pending(raws, time.monotonic() if target else 0.0, drop_acks)
-        if target is not None:
-            try:
-                for raw in raws:
-                    await target.ws.send_bytes(raw)
-            except ConnectionError:
-                pass  # the connection just went: re-pushed on the next one
-        return frame_id
+        return await self.push(frame_id, raws, drop_acks=drop_acks, on=on)
 
     async def _endpoint(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -172,16 +133,7 @@ class FeishuWsEndpoint:
         return pong.SerializeToString()
 
     def _answered(self, frame: Frame) -> None:
-        frame_id = header(frame, "message_id")
-        pending = self.pending.get(frame_id or "")
-        if pending is None:
-            return
-        if pending.drop_acks > 0:
-            pending.drop_acks -= 1
-            return
-        if json.loads(frame.payload).get("code") == 200:
-            del self.pending[frame_id]  # type: ignore[arg-type]
-            self.acked[frame_id] = self.acked.get(frame_id, 0) + 1  # type: ignore[index]
+        self.acknowledged(header(frame, "message_id"), json.loads(frame.payload).get("code") == 200)
 
     async def _token(self, request: web.Request) -> web.Response:
         return web.json_response({"code": 0, "msg": "ok", "tenant_access_token": TENANT_TOKEN, "expire": 7200})
@@ -189,28 +141,3 @@ class FeishuWsEndpoint:
     async def _reply(self, request: web.Request) -> web.Response:
         self.replies.append((request.match_info["message_id"], await request.json()))
         return web.json_response({"code": 0, "msg": "success", "data": {"message_id": f"om_r_{uuid.uuid4().hex}"}})
-
-    async def _start(self, app: web.Application) -> None:
-        self._redeliverer = asyncio.create_task(self._redeliver())
-
-    async def _stop(self, app: web.Application) -> None:
-        if self._redeliverer is not None:
-            self._redeliverer.cancel()
-        for conn in self.live():
-            await conn.ws.close()
-
-    async def _redeliver(self) -> None:
-        while True:
-            await asyncio.sleep(0.1)
-            now = time.monotonic()
-            live = [c for c in self.live() if not c.silent]
-            if not live:
-                continue
-            for pending in list(self.pending.values()):
-                if now - pending.sent_at >= self.redeliver_after:
-                    pending.sent_at = now
-                    try:
-                        for raw in pending.frames:
-                            await live[-1].ws.send_bytes(raw)
-                    except ConnectionError:
-                        pass
