@@ -12,8 +12,8 @@ from bot.backends.failover import FailoverBackend
 from bot.backends.openai_compat import OpenAICompatBackend
 from bot.errors import BackendBadResponse, BackendError, BackendUnavailable
 from bot.messages import Turn
+from tests.bot.backends.conftest import model_at
 from tests.bot.conftest import sample
-from tests.support.fake_model import FakeModel
 from tests.support.ports import free_port
 
 PROMPT = [Turn("user", "hello")]
@@ -25,18 +25,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session  # type: ignore[misc]
-
-
-async def model_at(aiohttp_server: Any, **kwargs: Any) -> tuple[FakeModel, str]:
-    fake = FakeModel(**kwargs)
-    server = await aiohttp_server(fake.app())
-    return fake, str(server.make_url("/v1"))
 
 
 def endpoint(http: aiohttp.ClientSession, url: str, name: str, **kwargs: Any) -> OpenAICompatBackend:

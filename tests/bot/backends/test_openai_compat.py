@@ -12,22 +12,8 @@ from bot.backends.circuit import CircuitBreaker
 from bot.backends.openai_compat import OpenAICompatBackend, estimate_tokens, fit_history, loggable_url
 from bot.errors import BackendBadResponse, BackendTimeout, BackendUnavailable
 from bot.messages import Turn
-from tests.support.fake_model import FakeModel
 
 SECRET = "sk-test-very-secret-key"
-
-
-@pytest.fixture
-async def model(aiohttp_server: Any) -> tuple[FakeModel, str]:
-    fake = FakeModel()
-    server = await aiohttp_server(fake.app())
-    return fake, str(server.make_url("/v1"))
-
-
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session  # type: ignore[misc]
 
 
 def backend_for(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> OpenAICompatBackend:

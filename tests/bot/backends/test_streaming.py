@@ -16,23 +16,11 @@ from bot.backends.failover import FailoverBackend
 from bot.backends.openai_compat import OpenAICompatBackend
 from bot.errors import BackendBadResponse, BackendError, BackendTimeout, BackendUnavailable
 from bot.messages import Completion, Turn
-from tests.support.fake_model import FakeModel
+from tests.bot.backends.conftest import model_at
 from tests.support.ports import free_port
 
 PROMPT = [Turn("user", "one two three")]
 ANSWER = "model reply 1: one two three"
-
-
-@pytest.fixture
-async def http() -> aiohttp.ClientSession:
-    async with aiohttp.ClientSession() as session:
-        yield session  # type: ignore[misc]
-
-
-async def model_at(aiohttp_server: Any, **kwargs: Any) -> tuple[FakeModel, str]:
-    fake = FakeModel(**kwargs)
-    server = await aiohttp_server(fake.app())
-    return fake, str(server.make_url("/v1"))
 
 
 def backend_for(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> OpenAICompatBackend:
